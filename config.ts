@@ -1,0 +1,66 @@
+import { z } from 'zod';
+
+/**
+ * The process configuration (SPEC §3). Parsed once in an entry point; everything else
+ * receives values. Importing this module reads nothing.
+ */
+const url = (what: string) =>
+  z.string().refine((s) => {
+    try {
+      new URL(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, `${what} must be a URL`);
+
+export const configSchema = z.object({
+  DATABASE_URL: url('DATABASE_URL').default('postgres://postgres@127.0.0.1:5432/etl'),
+  REDIS_URL: url('REDIS_URL').default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  ETL_API_TOKEN: z.string().min(16, 'ETL_API_TOKEN must be at least 16 characters').optional(),
+  SESSION_COOKIE: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'SESSION_COOKIE must be a cookie name').default('mc_sess'),
+  CRED_SERVICE_URL: url('CRED_SERVICE_URL').optional(),
+  CRED_SERVICE_TOKEN: z.string().min(1).optional(),
+  BIGQUERY_API_ENDPOINT: url('BIGQUERY_API_ENDPOINT').optional(),
+  CLICKHOUSE_URL: url('CLICKHOUSE_URL').optional(),
+  YESPO_BASE_URL: url('YESPO_BASE_URL').default('https://yespo.io/api/v1'),
+  /** BullMQ queue name; tests give every file its own. */
+  ETL_QUEUE: z.string().regex(/^[A-Za-z0-9_-]+$/).default('etl'),
+  /** Steps a worker process runs at once (I/O bound; the worker has one CPU). */
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  /** Days that step checkpoints of finished runs are kept for resume / rerun. */
+  CHECKPOINT_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(14),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Run the built-in sandbox sources for pipelines without credentials (npm start). */
+  ETL_SANDBOX: z.enum(['0', '1']).default('0'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+/** Parses env; throws one ConfigError naming the first bad variable (never its value). */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'config');
+    throw new ConfigError(`invalid configuration: ${name}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Entry-point helper: print one clear line and exit on a bad variable. */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,58 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import { seedPipelines, type PipelineSeed } from './pipelines';
+
+const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+/** Creates the database named in `url` if it does not exist (connects to `postgres`). */
+export async function createDatabaseIfMissing(url: string): Promise<boolean> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`unsupported database name in DATABASE_URL: ${JSON.stringify(name)}`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+    if (rowCount) return false;
+    try {
+      await client.query(`create database "${name}"`);
+    } catch (err) {
+      // Another process created it between our check and our create.
+      if ((err as { code?: string }).code !== '42P04') throw err;
+    }
+    return true;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Idempotent: create database, apply migrations, seed pipelines (never overwriting
+ *  operator edits). Serialised by an advisory lock so replicas can all run it. */
+export async function migrateDatabase(url: string, seeds: readonly PipelineSeed[]): Promise<void> {
+  await createDatabaseIfMissing(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('select pg_advisory_lock(7301001)');
+    await migrate(drizzle(client), { migrationsFolder });
+    await seedPipelines(client, seeds);
+  } finally {
+    await client.query('select pg_advisory_unlock(7301001)').catch(() => {});
+    await client.end();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const { loadConfigOrExit } = await import('../config');
+  const { pipelineSeeds } = await import('../workflows/index');
+  const config = loadConfigOrExit();
+  await migrateDatabase(config.DATABASE_URL, pipelineSeeds);
+  const safe = new URL(config.DATABASE_URL);
+  safe.password = '';
+  process.stdout.write(`migrated ${safe.host}${safe.pathname}\n`);
+}

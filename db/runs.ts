@@ -1,0 +1,271 @@
+import type pg from 'pg';
+import type { RunStatus, StepStatus, Trigger } from './schema';
+
+/**
+ * The engine's state transitions, each one SQL statement (CTEs) so a transition is atomic
+ * and costs one round trip. Guards in WHERE clauses make every transition idempotent and
+ * fence off stale executors: a step write only lands if the run is still on the same
+ * flow generation and the step is still on the same attempt.
+ */
+
+type Q = Pick<pg.Pool, 'query'>;
+
+export interface NewStepRow {
+  key: string;
+  position: number;
+  status: StepStatus;
+  output?: unknown;
+  rowsIn?: number | null;
+  rowsOut?: number | null;
+  attempts?: number;
+  startedAt?: Date | null;
+  finishedAt?: Date | null;
+}
+
+export interface NewRun {
+  id: string;
+  pipelineId: string;
+  trigger: Trigger;
+  params: Record<string, unknown>;
+  scheduledFor?: Date | null;
+  parentRunId?: string | null;
+  exclusive: boolean;
+  steps: NewStepRow[];
+}
+
+export async function insertRun(q: Q, run: NewRun): Promise<void> {
+  await q.query(
+    `with r as (
+       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive)
+       values ($1, $2, 'queued', $3, $4, $5, $6, $7) returning id)
+     insert into etl_run_steps (run_id, key, position, status, output, rows_in, rows_out, attempts, started_at, finished_at)
+     select r.id, s.key, s.position, s.status, s.output, s.rows_in, s.rows_out, coalesce(s.attempts, 0), s.started_at, s.finished_at
+     from r, jsonb_to_recordset($8::jsonb) as s(key text, position int, status text, output jsonb, rows_in int, rows_out int,
+                                               attempts int, started_at timestamptz, finished_at timestamptz)`,
+    [
+      run.id, run.pipelineId, run.trigger, run.scheduledFor ?? null, run.params, run.parentRunId ?? null, run.exclusive,
+      JSON.stringify(run.steps.map((s) => ({
+        key: s.key, position: s.position, status: s.status, output: s.output ?? null, rows_in: s.rowsIn ?? null,
+        rows_out: s.rowsOut ?? null, attempts: s.attempts ?? 0, started_at: s.startedAt ?? null, finished_at: s.finishedAt ?? null,
+      }))),
+    ],
+  );
+}
+
+export interface ClaimedStep {
+  attempt: number;
+  checkpoint: unknown;
+  params: Record<string, unknown>;
+  pipelineId: string;
+  config: Record<string, unknown>;
+  outputs: Record<string, unknown>;
+  runStarted: boolean;
+}
+
+/** Marks the step running for a new attempt. Null when the step must not run (already
+ *  succeeded, run no longer active, or this job belongs to an older flow generation). */
+export async function claimStep(q: Q, a: { runId: string; key: string; generation: number; jobId: string; worker: string }): Promise<ClaimedStep | null> {
+  const { rows } = await q.query(
+    `with s as (
+       update etl_run_steps st set status = 'running', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now()),
+         finished_at = null, job_id = $4, updated_at = now()
+       from etl_runs r
+       where st.run_id = $1 and st.key = $2 and r.id = st.run_id and r.generation = $3
+         and r.status in ('queued', 'running') and st.status in ('pending', 'running', 'failed')
+       returning st.attempts, st.checkpoint),
+     lost as (
+       update etl_step_attempts set status = 'lost', finished_at = now(), error = coalesce(error, 'worker lost the step')
+       where run_id = $1 and step_key = $2 and status = 'running' and exists (select 1 from s)),
+     ins as (
+       insert into etl_step_attempts (run_id, step_key, attempt, status, worker)
+       select $1, $2, s.attempts, 'running', $5 from s),
+     ru as (
+       update etl_runs set status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+       where id = $1 and status = 'queued' and exists (select 1 from s) returning id)
+     select s.attempts, s.checkpoint, r.params, r.pipeline_id, p.config, exists (select 1 from ru) as run_started,
+       (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
+         where run_id = $1 and status = 'succeeded') as outputs
+     from s, etl_runs r join etl_pipelines p on p.id = r.pipeline_id where r.id = $1`,
+    [a.runId, a.key, a.generation, a.jobId, a.worker],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    attempt: row.attempts, checkpoint: row.checkpoint, params: row.params, pipelineId: row.pipeline_id,
+    config: row.config, outputs: row.outputs, runStarted: row.run_started,
+  };
+}
+
+export async function saveCheckpoint(q: Q, a: { runId: string; key: string; attempt: number; checkpoint: unknown }): Promise<boolean> {
+  const r = await q.query(
+    `update etl_run_steps set checkpoint = $4, updated_at = now()
+     where run_id = $1 and key = $2 and attempts = $3 and status = 'running'`,
+    [a.runId, a.key, a.attempt, JSON.stringify(a.checkpoint)],
+  );
+  return r.rowCount === 1;
+}
+
+export async function completeStep(q: Q, a: {
+  runId: string; key: string; generation: number; attempt: number; output: unknown; rowsIn: number | null; rowsOut: number | null;
+}): Promise<boolean> {
+  const { rows } = await q.query(
+    `with s as (
+       update etl_run_steps st set status = 'succeeded', output = $5, rows_in = $6, rows_out = $7, finished_at = now(),
+         error = null, error_stack = null, updated_at = now()
+       from etl_runs r
+       where st.run_id = $1 and st.key = $2 and st.attempts = $4 and st.status = 'running'
+         and r.id = st.run_id and r.generation = $3
+       returning 1),
+     a as (
+       update etl_step_attempts set status = 'succeeded', finished_at = now()
+       where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s))
+     select count(*)::int as n from s`,
+    [a.runId, a.key, a.generation, a.attempt, JSON.stringify(a.output ?? null), a.rowsIn, a.rowsOut],
+  );
+  return rows[0].n === 1;
+}
+
+/** Records a failed attempt. `final` moves the step and the run to failed; otherwise the
+ *  step goes back to pending until BullMQ's backoff runs it again. */
+export async function failStep(q: Q, a: {
+  runId: string; key: string; generation: number; attempt: number; error: string; stack: string | null; final: boolean;
+}): Promise<boolean> {
+  const { rows } = await q.query(
+    `with s as (
+       update etl_run_steps st set status = case when $7 then 'failed' else 'pending' end, error = $5, error_stack = $6,
+         finished_at = case when $7 then now() else null end, updated_at = now()
+       from etl_runs r
+       where st.run_id = $1 and st.key = $2 and st.attempts = $4 and st.status = 'running'
+         and r.id = st.run_id and r.generation = $3
+       returning 1),
+     a as (
+       update etl_step_attempts set status = 'failed', finished_at = now(), error = $5, error_stack = $6
+       where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s)),
+     ru as (
+       update etl_runs set status = 'failed', error = $2 || ': ' || $5, finished_at = now(), updated_at = now()
+       where id = $1 and $7 and status in ('queued', 'running') and exists (select 1 from s))
+     select count(*)::int as n from s`,
+    [a.runId, a.key, a.generation, a.attempt, a.error, a.stack, a.final],
+  );
+  return rows[0].n === 1;
+}
+
+/** Hands a step back without charging an attempt (worker shutdown). */
+export async function releaseStep(q: Q, a: { runId: string; key: string; attempt: number }): Promise<void> {
+  await q.query(
+    `with s as (
+       update etl_run_steps set status = 'pending', attempts = attempts - 1, updated_at = now()
+       where run_id = $1 and key = $2 and attempts = $3 and status = 'running' returning 1)
+     delete from etl_step_attempts where run_id = $1 and step_key = $2 and attempt = $3 and exists (select 1 from s)`,
+    [a.runId, a.key, a.attempt],
+  );
+}
+
+/** The root job's transition: succeeded once every step has. Returns the pipeline id. */
+export async function finishRun(q: Q, a: { runId: string; generation: number }): Promise<string | null> {
+  const { rows } = await q.query(
+    `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
+       rows = (select jsonb_build_object(
+                 'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
+                 'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
+     where id = $1 and generation = $2 and status in ('queued', 'running')
+       and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
+     returning pipeline_id`,
+    [a.runId, a.generation],
+  );
+  return rows[0]?.pipeline_id ?? null;
+}
+
+export async function cancelRun(q: Q, runId: string, reason: string): Promise<{ pipelineId: string; generation: number } | null> {
+  const { rows } = await q.query(
+    `with r as (
+       update etl_runs set status = 'cancelled', finished_at = now(), updated_at = now(), error = $2
+       where id = $1 and status in ('queued', 'running') returning pipeline_id, generation),
+     s as (
+       update etl_run_steps set status = 'cancelled', finished_at = coalesce(finished_at, now()), updated_at = now()
+       where run_id = $1 and status in ('pending', 'running') and exists (select 1 from r)),
+     a as (
+       update etl_step_attempts set status = 'cancelled', finished_at = now()
+       where run_id = $1 and status = 'running' and exists (select 1 from r))
+     select pipeline_id, generation from r`,
+    [runId, reason],
+  );
+  return rows[0] ? { pipelineId: rows[0].pipeline_id, generation: rows[0].generation } : null;
+}
+
+export interface RunState {
+  id: string;
+  pipelineId: string;
+  status: RunStatus;
+  generation: number;
+  updatedAt: Date;
+  steps: { key: string; position: number; status: StepStatus; attempts: number; jobId: string | null }[];
+}
+
+export async function getRunState(q: Q, runId: string, opts: { forUpdate?: boolean } = {}): Promise<RunState | null> {
+  const { rows } = await q.query(
+    `select id, pipeline_id, status, generation, updated_at from etl_runs where id = $1 ${opts.forUpdate ? 'for update' : ''}`,
+    [runId],
+  );
+  if (!rows[0]) return null;
+  const steps = await q.query(
+    'select key, position, status, attempts, job_id from etl_run_steps where run_id = $1 order by position',
+    [runId],
+  );
+  return {
+    id: rows[0].id, pipelineId: rows[0].pipeline_id, status: rows[0].status, generation: rows[0].generation,
+    updatedAt: rows[0].updated_at,
+    steps: steps.rows.map((s) => ({ key: s.key, position: s.position, status: s.status, attempts: s.attempts, jobId: s.job_id })),
+  };
+}
+
+/** Puts a failed/cancelled/stuck run back in the queue on a new flow generation: every
+ *  step not yet succeeded becomes pending. Attempts still marked running are lost. */
+export async function requeueRun(q: Q, runId: string, generation: number): Promise<number> {
+  const { rows } = await q.query(
+    `with r as (
+       update etl_runs set status = 'queued', generation = generation + 1, error = null, finished_at = null, updated_at = now()
+       where id = $1 and generation = $2 returning generation),
+     s as (
+       update etl_run_steps set status = 'pending', finished_at = null, updated_at = now()
+       where run_id = $1 and status not in ('succeeded', 'skipped') and exists (select 1 from r)),
+     a as (
+       update etl_step_attempts set status = 'lost', finished_at = now(), error = coalesce(error, 'flow rebuilt')
+       where run_id = $1 and status = 'running' and exists (select 1 from r))
+     select generation from r`,
+    [runId, generation],
+  );
+  if (!rows[0]) throw new Error(`run ${runId} changed while being requeued`);
+  return rows[0].generation;
+}
+
+/** Runs that should have BullMQ jobs: queued/running and untouched for `olderThanMs`. */
+export async function listActiveRuns(q: Q, olderThanMs: number): Promise<{ id: string; generation: number; status: RunStatus }[]> {
+  const { rows } = await q.query(
+    `select id, generation, status from etl_runs
+     where status in ('queued', 'running') and updated_at < now() - make_interval(secs => $1::float8 / 1000)`,
+    [olderThanMs],
+  );
+  return rows;
+}
+
+export async function cancelledAmong(q: Q, runIds: string[]): Promise<string[]> {
+  if (runIds.length === 0) return [];
+  const { rows } = await q.query(`select id from etl_runs where id = any($1::uuid[]) and status = 'cancelled'`, [runIds]);
+  return rows.map((r) => r.id);
+}
+
+export async function stepOutputs(q: Q, runId: string): Promise<Map<string, {
+  output: unknown; rowsIn: number | null; rowsOut: number | null; startedAt: Date | null; finishedAt: Date | null;
+}>> {
+  const { rows } = await q.query(
+    `select key, output, rows_in, rows_out, started_at, finished_at from etl_run_steps where run_id = $1 and status = 'succeeded'`,
+    [runId],
+  );
+  return new Map(rows.map((r) => [r.key, { output: r.output, rowsIn: r.rows_in, rowsOut: r.rows_out, startedAt: r.started_at, finishedAt: r.finished_at }]));
+}
+
+export async function runParams(q: Q, runId: string): Promise<Record<string, unknown>> {
+  const { rows } = await q.query('select params from etl_runs where id = $1', [runId]);
+  return rows[0]?.params ?? {};
+}

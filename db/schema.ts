@@ -1,0 +1,106 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid,
+} from 'drizzle-orm/pg-core';
+
+/** Every table of the platform. Migrations are generated from this file by drizzle-kit. */
+
+const bytea = customType<{ data: Buffer }>({ dataType: () => 'bytea' });
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export const STEP_STATUSES = ['pending', 'running', 'succeeded', 'failed', 'skipped', 'cancelled'] as const;
+export const TRIGGERS = ['schedule', 'manual', 'resume', 'rerun'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+export type StepStatus = (typeof STEP_STATUSES)[number];
+export type Trigger = (typeof TRIGGERS)[number];
+
+export const etlPipelines = pgTable('etl_pipelines', {
+  id: text('id').primaryKey(),
+  /** Which workflow definition in workflows/index.ts runs this pipeline. */
+  workflow: text('workflow').notNull(),
+  description: text('description').notNull().default(''),
+  cron: text('cron').notNull(),
+  timezone: text('timezone').notNull().default('UTC'),
+  enabled: boolean('enabled').notNull().default(false),
+  config: jsonb('config').notNull().default({}),
+  /** 'forbid' (default): a pipeline never has two active runs; 'allow': overlap is fine. */
+  concurrency: text('concurrency').notNull().default('forbid'),
+  /** After scheduler downtime: 'none' | 'latest' | 'all' (up to catchup_cap ticks). */
+  catchup: text('catchup').notNull().default('none'),
+  catchupCap: integer('catchup_cap').notNull().default(10),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
+
+export const etlRuns = pgTable('etl_runs', {
+  id: uuid('id').primaryKey(),
+  pipelineId: text('pipeline_id').notNull().references(() => etlPipelines.id),
+  status: text('status').$type<RunStatus>().notNull(),
+  trigger: text('trigger').$type<Trigger>().notNull(),
+  scheduledFor: ts('scheduled_for'),
+  params: jsonb('params').notNull().default({}),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  startedAt: ts('started_at'),
+  finishedAt: ts('finished_at'),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+  error: text('error'),
+  /** Summary of rows read and published, filled when the run ends. */
+  rows: jsonb('rows'),
+  parentRunId: uuid('parent_run_id'),
+  /** Bumped each time the run's BullMQ flow is rebuilt (resume, retry, reconcile). Jobs of
+   *  an older generation are fenced off and do nothing. */
+  generation: integer('generation').notNull().default(0),
+  /** Set from the pipeline's concurrency policy at creation: exclusive runs may not overlap. */
+  exclusive: boolean('exclusive').notNull().default(true),
+}, (t) => [
+  uniqueIndex('etl_runs_schedule_tick_uq').on(t.pipelineId, t.scheduledFor).where(sql`${t.trigger} = 'schedule'`),
+  uniqueIndex('etl_runs_one_active_uq').on(t.pipelineId).where(sql`${t.exclusive} and ${t.status} in ('queued', 'running')`),
+  index('etl_runs_pipeline_created_idx').on(t.pipelineId, t.createdAt.desc(), t.id.desc()),
+  index('etl_runs_active_idx').on(t.status).where(sql`${t.status} in ('queued', 'running')`),
+]);
+
+export const etlRunSteps = pgTable('etl_run_steps', {
+  runId: uuid('run_id').notNull().references(() => etlRuns.id, { onDelete: 'cascade' }),
+  key: text('key').notNull(),
+  position: integer('position').notNull(),
+  status: text('status').$type<StepStatus>().notNull().default('pending'),
+  attempts: integer('attempts').notNull().default(0),
+  startedAt: ts('started_at'),
+  finishedAt: ts('finished_at'),
+  rowsIn: integer('rows_in'),
+  rowsOut: integer('rows_out'),
+  error: text('error'),
+  errorStack: text('error_stack'),
+  /** In-progress cursor (e.g. Yespo page), saved while the step runs. */
+  checkpoint: jsonb('checkpoint'),
+  /** The step's result once succeeded: a small value or a reference into etl_blobs. */
+  output: jsonb('output'),
+  jobId: text('job_id'),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.runId, t.key] })]);
+
+export const etlStepAttempts = pgTable('etl_step_attempts', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  runId: uuid('run_id').notNull().references(() => etlRuns.id, { onDelete: 'cascade' }),
+  stepKey: text('step_key').notNull(),
+  attempt: integer('attempt').notNull(),
+  /** running | succeeded | failed | cancelled | lost (its worker died or the run was rebuilt) */
+  status: text('status').notNull(),
+  startedAt: ts('started_at').notNull().defaultNow(),
+  finishedAt: ts('finished_at'),
+  error: text('error'),
+  errorStack: text('error_stack'),
+  worker: text('worker'),
+}, (t) => [uniqueIndex('etl_step_attempts_uq').on(t.runId, t.stepKey, t.attempt)]);
+
+/** Durable chunks of step outputs too large for a jsonb value (staged rows between steps).
+ *  Kept for the checkpoint retention period so a resume or rerun can read them. */
+export const etlBlobs = pgTable('etl_blobs', {
+  runId: uuid('run_id').notNull().references(() => etlRuns.id, { onDelete: 'cascade' }),
+  name: text('name').notNull(),
+  seq: integer('seq').notNull(),
+  rows: integer('rows').notNull().default(0),
+  data: bytea('data').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.runId, t.name, t.seq] })]);

@@ -1,0 +1,108 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConflictError, NotFoundError } from '../steps/errors';
+import { rootJobId } from '../workflows/engine/flow';
+import { createHarness, demoSeed, type Harness } from './engine-harness';
+import { waitFor } from './helpers';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await createHarness({ seeds: [demoSeed('demo'), demoSeed('slow', { transformMs: 30_000 }), demoSeed('other')] });
+});
+afterAll(async () => h?.close());
+
+describe('engine (real Postgres + Redis, in-process worker)', () => {
+  it('runs a 3-step workflow to success with every step row correct', async () => {
+    const { runId } = await h.engine.trigger('demo', { params: { note: 'x' } });
+    const run = await h.waitRun(runId, 'succeeded');
+    expect(run.trigger).toBe('manual');
+    expect(run.rows).toEqual({ in: 3, out: 3 });
+    expect(run.steps.map((s) => [s.key, s.position, s.status, s.attempts])).toEqual([
+      ['fetch', 0, 'succeeded', 1], ['transform', 1, 'succeeded', 1], ['write', 2, 'succeeded', 1],
+    ]);
+    expect(run.steps[1]).toMatchObject({ rowsIn: 3, rowsOut: 3, output: { values: [10, 20, 30] } });
+    expect(run.attempts.every((a) => a.status === 'succeeded')).toBe(true);
+    expect(await h.execs(runId)).toEqual({ fetch: 1, transform: 1, write: 1 });
+    expect(await h.redis.lrange(`${h.prefix}:out:${runId}`, 0, -1)).toEqual(['10', '20', '30']);
+  });
+
+  it('fails a step after its attempts, then retries that step alone and the run completes', async () => {
+    await h.redis.set(`${h.prefix}:fail:transform`, '1');
+    const { runId } = await h.engine.trigger('demo');
+    const failed = await h.waitRun(runId, 'failed');
+    expect(failed.steps.map((s) => s.status)).toEqual(['succeeded', 'failed', 'pending']);
+    expect(failed.steps[1]!.attempts).toBe(2);
+    expect(failed.attempts.filter((a) => a.stepKey === 'transform').map((a) => a.status)).toEqual(['failed', 'failed']);
+    // The error is recorded, with the secret in it redacted.
+    expect(failed.steps[1]!.error).toContain('transform told to fail');
+    expect(JSON.stringify(failed)).not.toContain('hunter2-secret');
+
+    await expect(h.engine.retryStep(runId, 'fetch')).rejects.toBeInstanceOf(ConflictError);
+    await expect(h.engine.retryStep(runId, 'nope')).rejects.toBeInstanceOf(NotFoundError);
+    await h.redis.del(`${h.prefix}:fail:transform`);
+    await h.engine.retryStep(runId, 'transform');
+    const done = await h.waitRun(runId, 'succeeded');
+    expect(done.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(done.steps[1]!.attempts).toBe(3);
+    expect(await h.execs(runId)).toEqual({ fetch: 1, transform: 3, write: 1 });
+    await expect(h.engine.resume(runId)).rejects.toMatchObject({ code: 'run_succeeded' });
+  });
+
+  it('resumes a failed run after its BullMQ jobs were removed', async () => {
+    await h.redis.set(`${h.prefix}:fail:transform`, '1');
+    const { runId } = await h.engine.trigger('demo');
+    const failed = await h.waitRun(runId, 'failed');
+    // Throw away every job of the flow, as a Redis flush or retention would.
+    const root = await h.engine.queue.getJob(rootJobId(runId, failed.generation));
+    await root!.remove();
+    await waitFor(async () => !(await h.engine.queue.getJob(rootJobId(runId, failed.generation))));
+    await h.redis.del(`${h.prefix}:fail:transform`);
+    await h.engine.resume(runId);
+    const done = await h.waitRun(runId, 'succeeded');
+    expect(done.generation).toBe(failed.generation + 1);
+    expect(await h.execs(runId)).toEqual({ fetch: 1, transform: 3, write: 1 });
+  });
+
+  it('reruns from a middle step into a new run that reuses earlier checkpoints', async () => {
+    const { runId: first } = await h.engine.trigger('demo');
+    await h.waitRun(first, 'succeeded');
+    const { runId } = await h.engine.rerunFrom(first, 'transform');
+    expect(runId).not.toBe(first);
+    const run = await h.waitRun(runId, 'succeeded');
+    expect(run).toMatchObject({ trigger: 'rerun', parentRunId: first });
+    expect(run.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(run.steps[0]!.attempts).toBe(0); // reused, never executed in this run
+    expect(await h.execs(runId)).toEqual({ fetch: 0, transform: 1, write: 1 });
+    expect(await h.redis.lrange(`${h.prefix}:out:${runId}`, 0, -1)).toEqual(['10', '20', '30']);
+  });
+
+  it('cancels a running step: it observes the abort and the run is cancelled', async () => {
+    const { runId } = await h.engine.trigger('slow');
+    await waitFor(() => h.redis.exists(`${h.prefix}:started:${runId}:transform`), { what: 'transform to start' });
+    await h.engine.cancel(runId);
+    await waitFor(() => h.redis.exists(`${h.prefix}:aborted:${runId}`), { what: 'the step to observe the abort' });
+    const run = await h.waitRun(runId, 'cancelled');
+    expect(run.steps.map((s) => s.status)).toEqual(['succeeded', 'cancelled', 'cancelled']);
+    // The flow drains: the root job completes without running the write step.
+    await waitFor(async () => (await h.engine.queue.getJob(rootJobId(runId, 0)))?.isCompleted(), { what: 'flow to drain' });
+    expect((await h.execs(runId)).write).toBe(0);
+    await expect(h.engine.cancel(runId)).rejects.toMatchObject({ code: 'run_finished' });
+  });
+
+  it('refuses a second trigger while a run of the pipeline is active', async () => {
+    const { runId } = await h.engine.trigger('slow');
+    await expect(h.engine.trigger('slow')).rejects.toMatchObject({ code: 'run_active' });
+    // Another pipeline is not blocked.
+    const other = await h.engine.trigger('other');
+    await h.waitRun(other.runId, 'succeeded');
+    await h.engine.cancel(runId);
+    await h.waitRun(runId, 'cancelled');
+    const again = await h.engine.trigger('slow');
+    await h.engine.cancel(again.runId);
+  });
+
+  it('answers unknown ids with NotFoundError', async () => {
+    await expect(h.engine.trigger('nope')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(h.engine.resume('00000000-0000-0000-0000-000000000000')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(h.engine.cancel('not-a-uuid')).rejects.toBeInstanceOf(NotFoundError);
+  });
+});

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createDatabase, type Database } from '../db/client';
+import { migrateDatabase } from '../db/migrate';
+import type { PipelineSeed } from '../db/pipelines';
+import { createLogger } from '../lib/logger';
+
+export const PG_BASE = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export const uid = (prefix: string) => `${prefix}_${randomBytes(5).toString('hex')}`;
+
+export const silentLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A fresh, migrated database for one test file; `drop()` removes it. */
+export async function freshDatabase(seeds: readonly PipelineSeed[] = []): Promise<Database & { url: string; drop(): Promise<void> }> {
+  const name = uid('etl_test');
+  const url = `${PG_BASE}/${name}`;
+  await migrateDatabase(url, seeds);
+  const database = createDatabase(url, { max: 10 });
+  return {
+    ...database,
+    url,
+    async drop() {
+      await database.close();
+      const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
+      await admin.connect();
+      await admin.query(`drop database if exists "${name}" with (force)`).catch(() => {});
+      await admin.end();
+    },
+  };
+}
+
+/** Polls `fn` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
+  }
+  throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${String(last)}` : ''}`);
+}

@@ -1,0 +1,81 @@
+import type { Queue } from 'bullmq';
+import type { Database } from '../db/client';
+import * as runs from '../db/runs';
+import type { Logger } from '../lib/logger';
+import type { Engine } from '../workflows/engine/engine';
+import { rootJobId } from '../workflows/engine/flow';
+
+/**
+ * Brings Postgres (the truth) and BullMQ (the transport) back into agreement after a
+ * crash, a Redis flush or a lost write: an active run whose flow is gone is rebuilt on a
+ * new generation; a step Postgres calls running whose job failed is recorded as failed.
+ * One replica at a time does a pass (a transaction-scoped advisory lock).
+ */
+export interface ReconcilerDeps {
+  db: Database;
+  queue: Queue;
+  engine: Pick<Engine, 'rebuild'>;
+  log: Logger;
+  /** A run younger than this may not have its flow yet (created, enqueue in flight). */
+  graceMs?: number;
+}
+
+const LOCK_KEY = 7301002;
+
+export async function reconcileOnce(deps: ReconcilerDeps): Promise<{ rebuilt: number; failed: number } | null> {
+  const { db, queue, engine, log } = deps;
+  const client = await db.pool.connect();
+  try {
+    await client.query('begin');
+    const { rows } = await client.query('select pg_try_advisory_xact_lock($1) as ok', [LOCK_KEY]);
+    if (!rows[0].ok) return null;
+    let rebuilt = 0;
+    let failed = 0;
+    for (const run of await runs.listActiveRuns(db.pool, deps.graceMs ?? 10_000)) {
+      const root = await queue.getJob(rootJobId(run.id, run.generation));
+      if (!root) {
+        await engine.rebuild(run.id, run.generation);
+        rebuilt++;
+        continue;
+      }
+      const state = await runs.getRunState(db.pool, run.id);
+      for (const step of state?.steps ?? []) {
+        if (step.status !== 'running' || !step.jobId) continue;
+        const job = await queue.getJob(step.jobId);
+        const jobState = job ? await job.getState() : 'missing';
+        if (jobState === 'failed') {
+          const ok = await runs.failStep(db.pool, {
+            runId: run.id, key: step.key, generation: run.generation, attempt: step.attempts,
+            error: job?.failedReason || 'the step job failed', stack: null, final: true,
+          });
+          if (ok) failed++;
+        } else if (jobState === 'missing' || jobState === 'completed') {
+          await engine.rebuild(run.id, run.generation);
+          rebuilt++;
+          break;
+        }
+      }
+    }
+    if (rebuilt || failed) log.warn({ rebuilt, failed }, 'reconciler repaired runs');
+    return { rebuilt, failed };
+  } finally {
+    await client.query('commit').catch(() => {});
+    client.release();
+  }
+}
+
+export function startReconciler(deps: ReconcilerDeps & { intervalMs?: number }): { stop(): Promise<void> } {
+  let running: Promise<unknown> = Promise.resolve();
+  const tick = () => {
+    running = reconcileOnce(deps).catch((err) => deps.log.warn({ err: String(err) }, 'reconciler pass failed; will retry'));
+  };
+  const timer = setInterval(tick, deps.intervalMs ?? 15_000);
+  timer.unref();
+  tick();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

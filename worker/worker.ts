@@ -1,0 +1,94 @@
+import { hostname } from 'node:os';
+import { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Database } from '../db/client';
+import { cancelledAmong } from '../db/runs';
+import type { Logger } from '../lib/logger';
+import { StepAbortedError } from '../steps/errors';
+import type { Registry } from '../workflows/engine/define';
+import { createEngine, type Engine } from '../workflows/engine/engine';
+import { cancelChannel } from '../workflows/engine/events';
+import { backoffDelay, type StepJobData } from '../workflows/engine/flow';
+import { ActiveSteps, createRunner } from '../workflows/engine/runner';
+import { startReconciler } from './reconciler';
+
+/**
+ * Stall settings: a SIGKILLed worker's step is taken over in ~10–15 s (lock 10 s, checked
+ * every 5 s). A crash must never fail a run, so a job may stall many times; Postgres
+ * counts real attempts.
+ */
+export const WORKER_SETTINGS = { lockDuration: 10_000, stalledInterval: 5_000, maxStalledCount: 1_000 } as const;
+
+export interface WorkerRuntimeOptions {
+  db: Database;
+  redisUrl: string;
+  queueName: string;
+  registry: Registry;
+  services: unknown;
+  log: Logger;
+  concurrency?: number;
+  reconcileIntervalMs?: number;
+  reconcileGraceMs?: number;
+  /** How often running steps check Postgres for a cancel they may have missed on pub/sub. */
+  cancelPollMs?: number;
+}
+
+export interface WorkerRuntime {
+  engine: Engine;
+  worker: Worker;
+  /** Stops taking jobs; running steps get `graceMs` to finish, then are handed back. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<WorkerRuntime> {
+  const workerId = `${hostname()}:${process.pid}`;
+  const redisOpts = { maxRetriesPerRequest: null, enableOfflineQueue: true } as const;
+  const commands = new Redis(o.redisUrl, redisOpts);
+  const subscriber = new Redis(o.redisUrl, redisOpts);
+  const blocking = new Redis(o.redisUrl, redisOpts);
+  for (const c of [commands, subscriber, blocking]) c.on('error', () => {});
+
+  const engine = createEngine({ db: o.db, redis: commands, queueName: o.queueName, registry: o.registry, log: o.log });
+  const active = new ActiveSteps();
+  const processJob = createRunner({ db: o.db, registry: o.registry, services: o.services, events: engine.events, log: o.log, workerId, active });
+
+  const cancelled = (runId: string) => active.abortRun(runId, new StepAbortedError('the run was cancelled', 'cancelled'));
+  await subscriber.subscribe(cancelChannel(o.queueName));
+  subscriber.on('message', (_channel, runId: string) => cancelled(runId));
+  // Pub/sub is lossy across Redis restarts: also ask Postgres now and then.
+  const poll = setInterval(() => {
+    if (active.size === 0) return;
+    cancelledAmong(o.db.pool, active.runIds()).then((ids) => ids.forEach(cancelled), () => {});
+  }, o.cancelPollMs ?? 2_000);
+  poll.unref();
+
+  const worker = new Worker(o.queueName, processJob, {
+    connection: blocking,
+    concurrency: o.concurrency ?? 16,
+    ...WORKER_SETTINGS,
+    settings: {
+      backoffStrategy: (attemptsMade, _type, err, job) =>
+        backoffDelay(attemptsMade, (job?.data as StepJobData | undefined)?.retry ?? { baseMs: 1_000, maxMs: 60_000 }, err),
+    },
+  });
+  worker.on('error', (err) => o.log.warn({ err: String(err) }, 'worker error'));
+
+  const reconciler = startReconciler({
+    db: o.db, queue: engine.queue, engine, log: o.log, intervalMs: o.reconcileIntervalMs, graceMs: o.reconcileGraceMs,
+  });
+
+  return {
+    engine,
+    worker,
+    async close(graceMs = 20_000) {
+      clearInterval(poll);
+      await reconciler.stop();
+      const closing = worker.close();
+      const timer = setTimeout(() => active.abortAll(new StepAbortedError('the worker is shutting down', 'shutdown')), graceMs);
+      await closing;
+      clearTimeout(timer);
+      await engine.close();
+      await Promise.allSettled([commands.quit(), subscriber.quit(), blocking.quit()]);
+    },
+  };
+}

@@ -1,0 +1,231 @@
+import { randomUUID } from 'node:crypto';
+import { FlowProducer, Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Database } from '../../db/client';
+import { getPipeline, type PipelineRow } from '../../db/pipelines';
+import * as runs from '../../db/runs';
+import type { Trigger } from '../../db/schema';
+import type { Logger } from '../../lib/logger';
+import { ConflictError, NotFoundError } from '../../steps/errors';
+import type { Registry, WorkflowDef } from './define';
+import { cancelChannel, createEventBus, type EventBus } from './events';
+import { buildFlow, rootJobId } from './flow';
+
+/**
+ * Operator actions on runs. Postgres is changed first, in one guarded statement or
+ * transaction; the BullMQ flow is (re)built after. A crash between the two leaves a
+ * queued run without jobs, which the reconciler rebuilds.
+ */
+export interface EngineDeps {
+  db: Database;
+  redis: Redis;
+  queueName: string;
+  registry: Registry;
+  log: Logger;
+}
+
+export interface TriggerOptions {
+  trigger?: Trigger;
+  params?: Record<string, unknown>;
+  scheduledFor?: Date;
+}
+
+export type Engine = ReturnType<typeof createEngine>;
+
+export function createEngine(deps: EngineDeps) {
+  const { db, redis, queueName, registry, log } = deps;
+  const flows = new FlowProducer({ connection: redis });
+  const queue = new Queue(queueName, { connection: redis });
+  const events: EventBus = createEventBus(redis, queueName);
+  flows.on('error', () => {});
+  queue.on('error', () => {});
+
+  function workflowOf(p: PipelineRow): WorkflowDef {
+    const wf = registry.get(p.workflow);
+    if (!wf) throw new ConflictError('unknown_workflow', `pipeline ${p.id} names workflow ${p.workflow}, which this build does not have`);
+    return wf;
+  }
+
+  async function pipelineOrThrow(id: string): Promise<PipelineRow> {
+    const p = await getPipeline(db.pool, id);
+    if (!p) throw new NotFoundError(`pipeline ${id}`);
+    return p;
+  }
+
+  /** Adds the flow for the steps still to run; failure is logged, the reconciler retries. */
+  async function addFlow(runId: string, generation: number, p: PipelineRow, wf: WorkflowDef, todo: ReadonlySet<string>) {
+    const steps = wf.steps.filter((s) => todo.has(s.key));
+    try {
+      await flows.add(buildFlow({ queueName, runId, generation, pipelineId: p.id, workflow: wf.id, steps }));
+    } catch (err) {
+      log.error({ runId, pipelineId: p.id, err: String(err) }, 'could not enqueue run flow; the reconciler will retry');
+    }
+  }
+
+  async function insertOrConflict(run: runs.NewRun) {
+    try {
+      await runs.insertRun(db.pool, run);
+    } catch (err) {
+      throw mapUniqueViolation(err, run.pipelineId);
+    }
+  }
+
+  /** Removes an old generation's jobs; a locked (active) job keeps them, and is fenced. */
+  async function dropFlow(runId: string, generation: number) {
+    try {
+      const job = await Job.fromId(queue, rootJobId(runId, generation));
+      await job?.remove();
+    } catch (err) {
+      log.debug({ runId, err: String(err) }, 'old flow not removed (a job is still locked); it is fenced by generation');
+    }
+  }
+
+  return {
+    queue,
+    events,
+
+    async trigger(pipelineId: string, opts: TriggerOptions = {}): Promise<{ runId: string }> {
+      const p = await pipelineOrThrow(pipelineId);
+      const wf = workflowOf(p);
+      const runId = randomUUID();
+      await insertOrConflict({
+        id: runId, pipelineId, trigger: opts.trigger ?? 'manual', params: opts.params ?? {}, scheduledFor: opts.scheduledFor ?? null,
+        exclusive: p.concurrency !== 'allow',
+        steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' })),
+      });
+      events.run(runId, pipelineId, 'queued');
+      await addFlow(runId, 0, p, wf, new Set(wf.steps.map((s) => s.key)));
+      return { runId };
+    },
+
+    /** Re-runs one failed step; the steps after it follow. Earlier steps are not re-run. */
+    async retryStep(runId: string, key: string): Promise<{ runId: string }> {
+      assertRunId(runId);
+      return requeue(runId, (state) => {
+        const step = state.steps.find((s) => s.key === key);
+        if (!step) throw new NotFoundError(`step ${key} of run ${runId}`);
+        if (step.status !== 'failed') {
+          throw new ConflictError('step_not_failed', `step ${key} is ${step.status}; only a failed step can be retried`);
+        }
+      });
+    },
+
+    /** Re-runs every step not yet succeeded, reading the succeeded steps' checkpoints. */
+    async resume(runId: string): Promise<{ runId: string }> {
+      assertRunId(runId);
+      return requeue(runId, (state) => {
+        if (state.status === 'succeeded') throw new ConflictError('run_succeeded', 'the run already succeeded');
+      });
+    },
+
+    /** A new run of the same pipeline that reuses this run's checkpoints before `fromKey`. */
+    async rerunFrom(runId: string, fromKey: string, params?: Record<string, unknown>): Promise<{ runId: string }> {
+      assertRunId(runId);
+      const src = await runs.getRunState(db.pool, runId);
+      if (!src) throw new NotFoundError(`run ${runId}`);
+      const from = src.steps.find((s) => s.key === fromKey);
+      if (!from) throw new NotFoundError(`step ${fromKey} of run ${runId}`);
+      const p = await pipelineOrThrow(src.pipelineId);
+      const wf = workflowOf(p);
+      const before = src.steps.filter((s) => s.position < from.position);
+      const missing = before.find((s) => s.status !== 'succeeded');
+      if (missing) {
+        throw new ConflictError('checkpoint_missing', `step ${missing.key} did not succeed in run ${runId}, so there is no checkpoint to rerun from`);
+      }
+      const reused = await runs.stepOutputs(db.pool, runId);
+      const newId = randomUUID();
+      await insertOrConflict({
+        id: newId, pipelineId: p.id, trigger: 'rerun', params: params ?? (await runs.runParams(db.pool, runId)), parentRunId: runId,
+        exclusive: p.concurrency !== 'allow',
+        steps: wf.steps.map((s, i) => {
+          const old = before.find((b) => b.key === s.key);
+          const out = reused.get(s.key);
+          return old && out
+            ? { key: s.key, position: i, status: 'succeeded' as const, output: out.output, rowsIn: out.rowsIn, rowsOut: out.rowsOut,
+                startedAt: out.startedAt, finishedAt: out.finishedAt }
+            : { key: s.key, position: i, status: 'pending' as const };
+        }),
+      });
+      events.run(newId, p.id, 'queued');
+      await addFlow(newId, 0, p, wf, new Set(wf.steps.filter((s) => !before.some((b) => b.key === s.key)).map((s) => s.key)));
+      return { runId: newId };
+    },
+
+    /** Cancels a queued or running run; the running step's AbortSignal fires wherever it runs. */
+    async cancel(runId: string, reason = 'cancelled by operator'): Promise<{ runId: string }> {
+      assertRunId(runId);
+      const r = await runs.cancelRun(db.pool, runId, reason);
+      if (!r) {
+        const state = await runs.getRunState(db.pool, runId);
+        if (!state) throw new NotFoundError(`run ${runId}`);
+        throw new ConflictError('run_finished', `the run is ${state.status}; only a queued or running run can be cancelled`);
+      }
+      await redis.publish(cancelChannel(queueName), runId).catch(() => 0);
+      events.run(runId, r.pipelineId, 'cancelled');
+      return { runId };
+    },
+
+    /** Rebuilds the flow of an active run whose jobs were lost (used by the reconciler). */
+    async rebuild(runId: string, generation: number): Promise<void> {
+      const state = await runs.getRunState(db.pool, runId);
+      if (!state || state.generation !== generation || !['queued', 'running'].includes(state.status)) return;
+      const p = await pipelineOrThrow(state.pipelineId);
+      const wf = workflowOf(p);
+      const next = await runs.requeueRun(db.pool, runId, generation);
+      await dropFlow(runId, generation);
+      await addFlow(runId, next, p, wf, new Set(state.steps.filter((s) => s.status !== 'succeeded' && s.status !== 'skipped').map((s) => s.key)));
+      log.warn({ runId, pipelineId: p.id, generation: next }, 'rebuilt the flow of a run whose jobs were lost');
+    },
+
+    async close() {
+      await Promise.allSettled([flows.close(), queue.close()]);
+    },
+  };
+
+  async function requeue(runId: string, check: (s: runs.RunState) => void): Promise<{ runId: string }> {
+    const client = await db.pool.connect();
+    let state: runs.RunState | null;
+    let next: number;
+    try {
+      await client.query('begin');
+      state = await runs.getRunState(client, runId, { forUpdate: true });
+      if (!state) throw new NotFoundError(`run ${runId}`);
+      check(state);
+      if (state.status === 'queued' || state.status === 'running') {
+        throw new ConflictError('run_active', `the run is ${state.status}`);
+      }
+      next = await runs.requeueRun(client, runId, state.generation).catch((err) => {
+        throw mapUniqueViolation(err, state!.pipelineId);
+      });
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    const p = await pipelineOrThrow(state.pipelineId);
+    events.run(runId, p.id, 'queued');
+    await dropFlow(runId, state.generation);
+    await addFlow(runId, next, p, workflowOf(p), new Set(state.steps.filter((s) => s.status !== 'succeeded' && s.status !== 'skipped').map((s) => s.key)));
+    return { runId };
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Run ids are UUIDs; anything else names no run (and must not reach SQL as a uuid). */
+function assertRunId(runId: string): void {
+  if (!UUID.test(runId)) throw new NotFoundError(`run ${runId.slice(0, 80)}`);
+}
+
+function mapUniqueViolation(err: unknown, pipelineId: string): unknown {
+  const e = err as { code?: string; constraint?: string };
+  if (e.code === '23505' && e.constraint === 'etl_runs_one_active_uq') {
+    return new ConflictError('run_active', `pipeline ${pipelineId} already has an active run`);
+  }
+  if (e.code === '23505' && e.constraint === 'etl_runs_schedule_tick_uq') {
+    return new ConflictError('tick_taken', `this tick of pipeline ${pipelineId} already has a run`);
+  }
+  return err;
+}

@@ -1,0 +1,27 @@
+import type { Redis } from 'ioredis';
+
+/** Status changes, published on Redis pub/sub so every api process can stream them (SSE). */
+export type EtlEvent =
+  | { type: 'run'; runId: string; pipelineId: string; status: string; at: string }
+  | { type: 'step'; runId: string; pipelineId: string; step: string; status: string; attempt?: number; at: string };
+
+export const eventsChannel = (queueName: string) => `etl:${queueName}:events`;
+export const cancelChannel = (queueName: string) => `etl:${queueName}:cancel`;
+
+export interface EventBus {
+  run(runId: string, pipelineId: string, status: string): void;
+  step(runId: string, pipelineId: string, step: string, status: string, attempt?: number): void;
+}
+
+/** Fire-and-forget: events are a live view; Postgres stays the source of truth. */
+export function createEventBus(redis: Redis, queueName: string): EventBus {
+  const channel = eventsChannel(queueName);
+  const send = (e: EtlEvent) => {
+    redis.publish(channel, JSON.stringify(e)).catch(() => {});
+  };
+  return {
+    run: (runId, pipelineId, status) => send({ type: 'run', runId, pipelineId, status, at: new Date().toISOString() }),
+    step: (runId, pipelineId, step, status, attempt) =>
+      send({ type: 'step', runId, pipelineId, step, status, attempt, at: new Date().toISOString() }),
+  };
+}

@@ -1,0 +1,77 @@
+import type { FlowJob } from 'bullmq';
+import type { StepDef } from './define';
+
+/**
+ * One run = one BullMQ flow: the root job is the run, its only child the last step, whose
+ * child is the step before, down to the first step (the deepest leaf runs first).
+ * Every job id carries the run's flow generation, so a rebuilt flow never reuses an id
+ * of an older one (BullMQ attaches or strands jobs that reuse ids).
+ */
+
+export interface StepJobData {
+  runId: string;
+  generation: number;
+  pipelineId: string;
+  workflow: string;
+  key: string;
+  retry: { baseMs: number; maxMs: number };
+}
+
+export interface RunJobData {
+  runId: string;
+  generation: number;
+  pipelineId: string;
+}
+
+export const rootJobId = (runId: string, generation: number) => `${runId}.g${generation}`;
+export const stepJobId = (runId: string, generation: number, key: string) => `${runId}.g${generation}.${key}`;
+
+const KEEP_COMPLETED = { age: 3_600, count: 2_000 };
+// Never removeOnFail: true on a step: BullMQ would then let the parent proceed.
+const KEEP_FAILED = { age: 14 * 86_400, count: 10_000 };
+
+export function buildFlow(a: {
+  queueName: string;
+  runId: string;
+  generation: number;
+  pipelineId: string;
+  workflow: string;
+  steps: readonly StepDef[];
+}): FlowJob {
+  let child: FlowJob | undefined;
+  for (const step of a.steps) {
+    const data: StepJobData = {
+      runId: a.runId, generation: a.generation, pipelineId: a.pipelineId, workflow: a.workflow, key: step.key,
+      retry: { baseMs: step.retry.baseMs, maxMs: step.retry.maxMs },
+    };
+    child = {
+      name: 'step',
+      queueName: a.queueName,
+      data,
+      opts: {
+        jobId: stepJobId(a.runId, a.generation, step.key),
+        attempts: step.retry.attempts,
+        backoff: { type: 'etl' },
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+      },
+      children: child ? [child] : undefined,
+    };
+  }
+  const data: RunJobData = { runId: a.runId, generation: a.generation, pipelineId: a.pipelineId };
+  return {
+    name: 'run',
+    queueName: a.queueName,
+    data,
+    opts: { jobId: rootJobId(a.runId, a.generation), removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+    children: child ? [child] : undefined,
+  };
+}
+
+/** Exponential backoff with "equal" jitter (half fixed, half random), or the server's Retry-After when it gave one. */
+export function backoffDelay(attemptsMade: number, retry: { baseMs: number; maxMs: number }, err?: unknown): number {
+  const retryAfter = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  if (typeof retryAfter === 'number' && retryAfter >= 0) return Math.min(retryAfter, 15 * 60_000);
+  const cap = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.max(0, attemptsMade - 1));
+  return Math.round(cap / 2 + Math.random() * (cap / 2));
+}

@@ -1,0 +1,181 @@
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import type { Database } from '../../db/client';
+import * as runs from '../../db/runs';
+import type { Logger } from '../../lib/logger';
+import { withDbRetry } from '../../lib/pg-retry';
+import { redact } from '../../lib/redact';
+import { NonRetryableError, StepAbortedError } from '../../steps/errors';
+import type { Registry, StepContext, StepDef } from './define';
+import type { EventBus } from './events';
+import type { RunJobData, StepJobData } from './flow';
+
+/**
+ * Executes BullMQ jobs of run flows. A step job: claim the step in Postgres (a fenced
+ * update that refuses succeeded steps, inactive runs and stale flow generations), run the
+ * step with an AbortSignal, record the result. The root job marks the run succeeded.
+ */
+export interface RunnerDeps {
+  db: Database;
+  registry: Registry;
+  services: unknown;
+  events: EventBus;
+  log: Logger;
+  workerId: string;
+  /** Runs being executed here, so a cancel broadcast can abort their steps. */
+  active: ActiveSteps;
+}
+
+export class ActiveSteps {
+  private byRun = new Map<string, Set<AbortController>>();
+
+  add(runId: string, c: AbortController): () => void {
+    let set = this.byRun.get(runId);
+    if (!set) this.byRun.set(runId, (set = new Set()));
+    set.add(c);
+    return () => {
+      set!.delete(c);
+      if (set!.size === 0) this.byRun.delete(runId);
+    };
+  }
+
+  abortRun(runId: string, reason: StepAbortedError): void {
+    for (const c of this.byRun.get(runId) ?? []) c.abort(reason);
+  }
+
+  abortAll(reason: StepAbortedError): void {
+    for (const id of this.byRun.keys()) this.abortRun(id, reason);
+  }
+
+  runIds(): string[] {
+    return [...this.byRun.keys()];
+  }
+
+  get size(): number {
+    return this.byRun.size;
+  }
+}
+
+export function createRunner(deps: RunnerDeps) {
+  const { db, registry, events, log, workerId } = deps;
+
+  async function processRun(job: Job<RunJobData>) {
+    const { runId, generation } = job.data;
+    const pipelineId = await withDbRetry(() => runs.finishRun(db.pool, { runId, generation }));
+    if (pipelineId) events.run(runId, pipelineId, 'succeeded');
+    return { succeeded: pipelineId !== null };
+  }
+
+  async function processStep(job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
+    const { runId, generation, key, pipelineId } = job.data;
+    const step = registry.get(job.data.workflow)?.steps.find((s) => s.key === key);
+    const claim = await withDbRetry(() => runs.claimStep(db.pool, { runId, key, generation, jobId: job.id!, worker: workerId }));
+    // Already succeeded, run cancelled/finished, or an older generation's job: nothing to do.
+    if (!claim) return { skipped: true };
+    const attempt = claim.attempt;
+    const slog = log.child({ runId, pipelineId, step: key, attempt });
+    if (claim.runStarted) events.run(runId, pipelineId, 'running');
+    events.step(runId, pipelineId, key, 'running', attempt);
+
+    const controller = new AbortController();
+    const release = deps.active.add(runId, controller);
+    const timeout = setTimeout(
+      () => controller.abort(new StepAbortedError(`step ${key} timed out after ${step?.timeoutMs} ms`, 'timeout')),
+      step?.timeoutMs ?? 0,
+    );
+    const onJobAbort = () => controller.abort(new StepAbortedError('the worker is shutting down', 'shutdown'));
+    jobSignal?.addEventListener('abort', onJobAbort, { once: true });
+    let rows: { in?: number; out?: number } = {};
+    try {
+      if (!step) throw new NonRetryableError(`workflow ${job.data.workflow} has no step ${key} in this build`);
+      const wf = registry.get(job.data.workflow)!;
+      const parsed = wf.config ? wf.config.safeParse(claim.config) : { success: true as const, data: claim.config };
+      if (!parsed.success) {
+        const i = parsed.error.issues[0]!;
+        throw new NonRetryableError(`pipeline config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
+      }
+      const index = wf.steps.indexOf(step);
+      const ctx: StepContext = {
+        runId, pipelineId, stepKey: key, attempt, signal: controller.signal, config: parsed.data as Record<string, unknown>,
+        params: claim.params, input: index > 0 ? claim.outputs[wf.steps[index - 1]!.key] : undefined, outputs: claim.outputs,
+        checkpoint: claim.checkpoint,
+        saveCheckpoint: async (value) => {
+          const ok = await withDbRetry(() => runs.saveCheckpoint(db.pool, { runId, key, attempt, checkpoint: value }), { signal: controller.signal });
+          if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
+          events.step(runId, pipelineId, key, 'running', attempt);
+        },
+        reportRows: (r) => {
+          rows = { ...rows, ...r };
+        },
+        services: deps.services,
+        log: slog,
+      };
+      const output = await untilAborted(step.run(ctx), controller.signal);
+      const checked = step.output ? parseOutput(step, output) : output;
+      const done = await withDbRetry(() => runs.completeStep(db.pool, {
+        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null,
+      }));
+      if (done) events.step(runId, pipelineId, key, 'succeeded', attempt);
+      else slog.warn('step finished but its attempt was superseded; result discarded');
+      return { ok: done };
+    } catch (raw) {
+      const err = controller.signal.aborted && controller.signal.reason instanceof StepAbortedError ? controller.signal.reason : raw;
+      if (err instanceof StepAbortedError && err.reason === 'shutdown' && token) {
+        // Hand the step back without charging an attempt; another worker takes it.
+        await withDbRetry(() => runs.releaseStep(db.pool, { runId, key, attempt }), { retries: 2 }).catch(() => {});
+        await job.moveToDelayed(Date.now() + 250, token);
+        throw new DelayedError();
+      }
+      if (err instanceof StepAbortedError && err.reason === 'cancelled') {
+        slog.info('step aborted: run cancelled');
+        return { cancelled: true };
+      }
+      const final = err instanceof NonRetryableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const message = redact(errorMessage(err));
+      const stack = err instanceof Error && err.stack ? redact(err.stack) : null;
+      const recorded = await withDbRetry(() => runs.failStep(db.pool, { runId, key, generation, attempt, error: message, stack, final }))
+        .catch((dbErr) => {
+          slog.error({ err: String(dbErr) }, 'could not record step failure');
+          return false;
+        });
+      if (!recorded) return { superseded: true };
+      slog.warn({ final, error: message }, final ? 'step failed' : 'step attempt failed; will retry');
+      events.step(runId, pipelineId, key, final ? 'failed' : 'pending', attempt);
+      if (final) events.run(runId, pipelineId, 'failed');
+      if (final) throw new UnrecoverableError(message);
+      const toThrow = new Error(message) as Error & { retryAfterMs?: number };
+      toThrow.retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
+      throw toThrow;
+    } finally {
+      clearTimeout(timeout);
+      jobSignal?.removeEventListener('abort', onJobAbort);
+      release();
+    }
+  }
+
+  return async function process(job: Job, token?: string, signal?: AbortSignal) {
+    return job.name === 'run' ? processRun(job as Job<RunJobData>) : processStep(job as Job<StepJobData>, token, signal);
+  };
+}
+
+function parseOutput(step: StepDef, output: unknown): unknown {
+  const r = step.output!.safeParse(output);
+  if (r.success) return r.data;
+  const i = r.error.issues[0]!;
+  throw new NonRetryableError(`step ${step.key} returned an invalid output at ${i.path.join('.') || '(root)'}: ${i.message}`);
+}
+
+/** Resolves with the step's result, or rejects as soon as the signal aborts, even if the
+ *  step's code ignores the signal (its promise is then left to settle on its own). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+function errorMessage(err: unknown): string {
+  const m = err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
+  return m.length > 4_000 ? `${m.slice(0, 4_000)}…` : m;
+}
