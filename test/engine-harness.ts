@@ -38,9 +38,9 @@ export interface RunRow {
   attempts: { stepKey: string; attempt: number; status: string; error: string | null }[];
 }
 
-export async function createHarness(opts: { redisUrl?: string; startWorker?: boolean; seeds?: ReturnType<typeof demoSeed>[] } = {}): Promise<Harness> {
+export async function createHarness(opts: { redisUrl?: string; pgBase?: string; startWorker?: boolean; seeds?: ReturnType<typeof demoSeed>[] } = {}): Promise<Harness> {
   const redisUrl = opts.redisUrl ?? REDIS_URL;
-  const db = await freshDatabase(opts.seeds ?? [demoSeed()]);
+  const db = await freshDatabase(opts.seeds ?? [demoSeed()], opts.pgBase);
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', () => {});
   const queueName = uid('q');

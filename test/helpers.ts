@@ -13,9 +13,9 @@ export const uid = (prefix: string) => `${prefix}_${randomBytes(5).toString('hex
 export const silentLog = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 /** A fresh, migrated database for one test file; `drop()` removes it. */
-export async function freshDatabase(seeds: readonly PipelineSeed[] = []): Promise<Database & { url: string; drop(): Promise<void> }> {
+export async function freshDatabase(seeds: readonly PipelineSeed[] = [], base = PG_BASE): Promise<Database & { url: string; drop(): Promise<void> }> {
   const name = uid('etl_test');
-  const url = `${PG_BASE}/${name}`;
+  const url = `${base}/${name}`;
   await migrateDatabase(url, seeds);
   const database = createDatabase(url, { max: 10 });
   return {
@@ -23,8 +23,8 @@ export async function freshDatabase(seeds: readonly PipelineSeed[] = []): Promis
     url,
     async drop() {
       await database.close();
-      const admin = new pg.Client({ connectionString: `${PG_BASE}/postgres` });
-      await admin.connect();
+      const admin = new pg.Client({ connectionString: `${base}/postgres` });
+      await admin.connect().catch(() => {});
       await admin.query(`drop database if exists "${name}" with (force)`).catch(() => {});
       await admin.end();
     },
