@@ -1,0 +1,129 @@
+// View #/runs/<runId> : the run drilldown (header, actions, step timeline).
+import { api, ApiError } from './api';
+import { h, replaceChildren } from './dom';
+import { durationEl, fmtCount, pill, timeEl } from './format';
+import { shortId } from './runs';
+import { stepsTimeline, type StepCtx } from './steps';
+import type { LiveEvent, Run, Step, View } from './types';
+import { confirmAndRun, errorBlock, errorMessage, loadingBlock } from './ui';
+
+function fact(label: string, value: Node | string): HTMLElement {
+  return h('div', { class: 'fact' }, h('dt', null, label), h('dd', null, value));
+}
+
+export function runView(root: HTMLElement, runId: string): View {
+  const crumbs = h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Pipelines'), ' / … / ', h('span', { class: 'mono' }, `run ${shortId(runId)}`));
+  const notice = h('div', { class: 'notice', hidden: true });
+  const body = h('div', null, loadingBlock('Loading run…'));
+  replaceChildren(root, crumbs, notice, body);
+
+  let alive = true;
+  let seq = 0;
+  let run: Run | null = null;
+
+  const after = () => void refresh();
+  const ctx: StepCtx = {
+    open: new Set<string>(),
+    retry: (step: Step) => void confirmAndRun(
+      { title: `Retry step "${step.key}"?`, message: 'Runs this failed step again; the run then continues with the steps after it.', okLabel: 'Retry step' },
+      () => api.retryStep(runId, step.key),
+      () => [`Step ${step.key} queued for retry.`],
+    ).then(after),
+    rerunFrom: (step: Step) => void confirmAndRun(
+      { title: `Rerun from "${step.key}"?`, message: `Starts a new run that reuses this run's checkpoints before "${step.key}" and executes "${step.key}" and every step after it.`, okLabel: 'Start rerun' },
+      () => api.rerun(runId, step.key),
+      (r) => [`Rerun started as ${shortId(r.runId)}.`],
+    ).then((r) => {
+      if (r && alive) location.hash = `#/runs/${encodeURIComponent(r.runId)}`;
+    }),
+  };
+
+  function actions(r: Run): HTMLElement {
+    const box = h('div', { class: 'toolbar' });
+    if (r.status === 'failed' || r.status === 'cancelled') {
+      box.appendChild(h('button', {
+        type: 'button', class: 'btn btn-primary', 'data-testid': 'resume-run',
+        onclick: () => void confirmAndRun(
+          { title: 'Resume this run?', message: 'Re-runs every step that has not succeeded; succeeded steps are reused, not executed again.', okLabel: 'Resume' },
+          () => api.resume(r.id),
+          () => ['Run resumed.'],
+        ).then(after),
+      }, 'Resume'));
+    }
+    if (r.status === 'queued' || r.status === 'running') {
+      box.appendChild(h('button', {
+        type: 'button', class: 'btn btn-danger', 'data-testid': 'cancel-run',
+        onclick: () => void confirmAndRun(
+          { title: 'Cancel this run?', message: 'Stops the run; the running step is aborted and the remaining steps are marked cancelled.', okLabel: 'Cancel run', danger: true },
+          () => api.cancel(r.id),
+          () => ['Cancellation requested.'],
+        ).then(after),
+      }, 'Cancel'));
+    }
+    return box;
+  }
+
+  function render(r: Run): void {
+    const pHref = `#/pipelines/${encodeURIComponent(r.pipelineId)}`;
+    replaceChildren(crumbs, h('a', { href: '#/' }, 'Pipelines'), ' / ', h('a', { href: pHref, class: 'mono' }, r.pipelineId), ' / ', h('span', { class: 'mono' }, `run ${shortId(r.id)}`));
+    const active = r.status === 'running' || r.status === 'queued';
+    replaceChildren(
+      body,
+      h('section', { class: 'card run-head', 'data-testid': 'run-header' },
+        h('div', { class: 'view-head' },
+          h('h1', null, 'Run ', h('span', { class: 'mono', title: r.id }, shortId(r.id)), ' ', pill(r.status, 'run-status')),
+          actions(r)),
+        h('dl', { class: 'facts' },
+          fact('Pipeline', h('a', { href: pHref, class: 'mono' }, r.pipelineId)),
+          fact('Trigger', r.trigger),
+          fact('Created', timeEl(r.createdAt)),
+          fact('Started', timeEl(r.startedAt)),
+          fact('Finished', timeEl(r.finishedAt)),
+          fact('Duration', durationEl(r.startedAt, r.finishedAt, active)),
+          fact('Rows in / out', r.rows ? `${fmtCount(r.rows.in)} / ${fmtCount(r.rows.out)}` : '—'),
+          r.parentRunId
+            ? fact('Parent run', h('a', { class: 'mono', href: `#/runs/${encodeURIComponent(r.parentRunId)}`, 'data-testid': 'parent-run-link', title: r.parentRunId }, shortId(r.parentRunId)))
+            : null,
+          fact('Run id', h('span', { class: 'mono small break' }, r.id)),
+        ),
+        r.error ? h('pre', { class: 'error-text', 'data-testid': 'run-error' }, r.error) : null,
+      ),
+      h('h2', null, 'Steps'),
+      stepsTimeline(r, ctx),
+    );
+  }
+
+  async function refresh(): Promise<void> {
+    const my = ++seq;
+    try {
+      const r = await api.getRun(runId);
+      if (!alive || my !== seq) return;
+      run = r;
+      notice.hidden = true;
+      render(r);
+    } catch (err) {
+      if (!alive || my !== seq) return;
+      if (run && !(err instanceof ApiError && err.status === 404)) {
+        notice.hidden = false;
+        notice.textContent = `Could not refresh: ${errorMessage(err)}`;
+        return;
+      }
+      run = null;
+      if (err instanceof ApiError && err.status === 404) {
+        replaceChildren(body, h('div', { class: 'state state-error', 'data-testid': 'error', role: 'alert' },
+          h('strong', null, 'Run not found'),
+          h('p', null, `There is no run with id "${runId}". `, h('a', { href: '#/' }, 'Back to pipelines')),
+        ));
+      } else {
+        replaceChildren(body, errorBlock(err, () => { replaceChildren(body, loadingBlock('Loading run…')); void refresh(); }));
+      }
+    }
+  }
+
+  void refresh();
+  return {
+    refresh,
+    onEvent: (ev: LiveEvent) => ev.runId === runId || (run !== null && ev.type === 'run' && ev.runId === run.parentRunId),
+    dispose: () => { alive = false; },
+  };
+}

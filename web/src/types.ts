@@ -1,0 +1,70 @@
+// Shapes returned by /api/etl (camelCase JSON). Extra fields are tolerated.
+
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped' | 'cancelled';
+export type RunTrigger = 'schedule' | 'manual' | 'resume' | 'rerun';
+
+export const RUN_STATUSES: readonly RunStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+
+export interface Attempt {
+  attempt: number;
+  status: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export interface Step {
+  key: string;
+  position: number;
+  status: StepStatus;
+  attempts: number;
+  startedAt: string | null;
+  finishedAt: string | null;
+  rowsIn: number | null;
+  rowsOut: number | null;
+  error: string | null;
+  checkpoint: unknown;
+  attemptsHistory?: Attempt[];
+}
+
+export interface Run {
+  id: string;
+  pipelineId: string;
+  status: RunStatus;
+  trigger: RunTrigger;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+  parentRunId?: string | null;
+  rows?: { in?: number; out?: number } | null;
+  steps?: Step[];
+}
+
+export interface Pipeline {
+  id: string;
+  description: string | null;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  nextFireAt: string | null;
+  sandbox?: boolean;
+  lastRun?: Run | null;
+}
+
+export interface RunsPage {
+  runs: Run[];
+  nextCursor: string | null;
+}
+
+export type LiveEvent =
+  | { type: 'run'; runId: string; pipelineId: string; status: string }
+  | { type: 'step'; runId: string; pipelineId: string; step: string; status: string };
+
+/** A mounted view. `refresh` re-fetches; `onEvent` says whether a live event concerns it. */
+export interface View {
+  refresh(): Promise<void>;
+  onEvent(ev: LiveEvent): boolean;
+  dispose(): void;
+}
