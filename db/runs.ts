@@ -34,22 +34,23 @@ export interface NewRun {
 }
 
 export async function insertRun(q: Q, run: NewRun): Promise<void> {
-  await q.query(
-    `with r as (
+  await q.query({
+    name: 'etl-insert-run',
+    text: `with r as (
        insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive)
        values ($1, $2, 'queued', $3, $4, $5, $6, $7) returning id)
      insert into etl_run_steps (run_id, key, position, status, output, rows_in, rows_out, attempts, started_at, finished_at)
      select r.id, s.key, s.position, s.status, s.output, s.rows_in, s.rows_out, coalesce(s.attempts, 0), s.started_at, s.finished_at
      from r, jsonb_to_recordset($8::jsonb) as s(key text, position int, status text, output jsonb, rows_in int, rows_out int,
                                                attempts int, started_at timestamptz, finished_at timestamptz)`,
-    [
+    values: [
       run.id, run.pipelineId, run.trigger, run.scheduledFor ?? null, run.params, run.parentRunId ?? null, run.exclusive,
       JSON.stringify(run.steps.map((s) => ({
         key: s.key, position: s.position, status: s.status, output: s.output ?? null, rows_in: s.rowsIn ?? null,
         rows_out: s.rowsOut ?? null, attempts: s.attempts ?? 0, started_at: s.startedAt ?? null, finished_at: s.finishedAt ?? null,
       }))),
     ],
-  );
+  });
 }
 
 export interface ClaimedStep {
@@ -65,8 +66,9 @@ export interface ClaimedStep {
 /** Marks the step running for a new attempt. Null when the step must not run (already
  *  succeeded, run no longer active, or this job belongs to an older flow generation). */
 export async function claimStep(q: Q, a: { runId: string; key: string; generation: number; jobId: string; worker: string }): Promise<ClaimedStep | null> {
-  const { rows } = await q.query(
-    `with s as (
+  const { rows } = await q.query({
+    name: 'etl-claim-step',
+    text: `with s as (
        update etl_run_steps st set status = 'running', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now()),
          finished_at = null, job_id = $4, updated_at = now()
        from etl_runs r
@@ -86,8 +88,8 @@ export async function claimStep(q: Q, a: { runId: string; key: string; generatio
        (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
          where run_id = $1 and status = 'succeeded') as outputs
      from s, etl_runs r join etl_pipelines p on p.id = r.pipeline_id where r.id = $1`,
-    [a.runId, a.key, a.generation, a.jobId, a.worker],
-  );
+    values: [a.runId, a.key, a.generation, a.jobId, a.worker],
+  });
   const row = rows[0];
   if (!row) return null;
   return {
@@ -97,19 +99,24 @@ export async function claimStep(q: Q, a: { runId: string; key: string; generatio
 }
 
 export async function saveCheckpoint(q: Q, a: { runId: string; key: string; attempt: number; checkpoint: unknown }): Promise<boolean> {
-  const r = await q.query(
-    `update etl_run_steps set checkpoint = $4, updated_at = now()
+  const r = await q.query({
+    name: 'etl-save-checkpoint',
+    text: `update etl_run_steps set checkpoint = $4, updated_at = now()
      where run_id = $1 and key = $2 and attempts = $3 and status = 'running'`,
-    [a.runId, a.key, a.attempt, JSON.stringify(a.checkpoint)],
-  );
+    values: [a.runId, a.key, a.attempt, JSON.stringify(a.checkpoint)],
+  });
   return r.rowCount === 1;
 }
 
+/** Records a step's success. For the last step it also marks the run succeeded (when
+ *  every other step has), saving the root job a round trip. */
 export async function completeStep(q: Q, a: {
   runId: string; key: string; generation: number; attempt: number; output: unknown; rowsIn: number | null; rowsOut: number | null;
-}): Promise<boolean> {
-  const { rows } = await q.query(
-    `with s as (
+  last: boolean;
+}): Promise<{ done: boolean; runFinished: boolean }> {
+  const { rows } = await q.query({
+    name: 'etl-complete-step',
+    text: `with s as (
        update etl_run_steps st set status = 'succeeded', output = $5, rows_in = $6, rows_out = $7, finished_at = now(),
          error = null, error_stack = null, updated_at = now()
        from etl_runs r
@@ -118,11 +125,19 @@ export async function completeStep(q: Q, a: {
        returning 1),
      a as (
        update etl_step_attempts set status = 'succeeded', finished_at = now()
-       where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s))
-     select count(*)::int as n from s`,
-    [a.runId, a.key, a.generation, a.attempt, JSON.stringify(a.output ?? null), a.rowsIn, a.rowsOut],
-  );
-  return rows[0].n === 1;
+       where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s)),
+     ru as (
+       update etl_runs set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
+         rows = jsonb_build_object(
+           'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
+           'out', $7::int)
+       where id = $1 and $8 and generation = $3 and status in ('queued', 'running') and exists (select 1 from s)
+         and not exists (select 1 from etl_run_steps where run_id = $1 and key <> $2 and status not in ('succeeded', 'skipped'))
+       returning 1)
+     select (select count(*)::int from s) as n, (select count(*)::int from ru) as finished`,
+    values: [a.runId, a.key, a.generation, a.attempt, JSON.stringify(a.output ?? null), a.rowsIn, a.rowsOut, a.last],
+  });
+  return { done: rows[0].n === 1, runFinished: rows[0].finished === 1 };
 }
 
 /** Records a failed attempt. `final` moves the step and the run to failed; otherwise the
@@ -130,8 +145,9 @@ export async function completeStep(q: Q, a: {
 export async function failStep(q: Q, a: {
   runId: string; key: string; generation: number; attempt: number; error: string; stack: string | null; final: boolean;
 }): Promise<boolean> {
-  const { rows } = await q.query(
-    `with s as (
+  const { rows } = await q.query({
+    name: 'etl-fail-step',
+    text: `with s as (
        update etl_run_steps st set status = case when $7 then 'failed' else 'pending' end, error = $5, error_stack = $6,
          finished_at = case when $7 then now() else null end, updated_at = now()
        from etl_runs r
@@ -145,8 +161,8 @@ export async function failStep(q: Q, a: {
        update etl_runs set status = 'failed', error = $2 || ': ' || $5, finished_at = now(), updated_at = now()
        where id = $1 and $7 and status in ('queued', 'running') and exists (select 1 from s))
      select count(*)::int as n from s`,
-    [a.runId, a.key, a.generation, a.attempt, a.error, a.stack, a.final],
-  );
+    values: [a.runId, a.key, a.generation, a.attempt, a.error, a.stack, a.final],
+  });
   return rows[0].n === 1;
 }
 
@@ -163,16 +179,17 @@ export async function releaseStep(q: Q, a: { runId: string; key: string; attempt
 
 /** The root job's transition: succeeded once every step has. Returns the pipeline id. */
 export async function finishRun(q: Q, a: { runId: string; generation: number }): Promise<string | null> {
-  const { rows } = await q.query(
-    `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
+  const { rows } = await q.query({
+    name: 'etl-finish-run',
+    text: `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
        rows = (select jsonb_build_object(
                  'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
                  'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
      where id = $1 and generation = $2 and status in ('queued', 'running')
        and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
      returning pipeline_id`,
-    [a.runId, a.generation],
-  );
+    values: [a.runId, a.generation],
+  });
   return rows[0]?.pipeline_id ?? null;
 }
 

@@ -13,7 +13,13 @@ export function isTransientDbError(err: unknown): boolean {
  * Retries a state write through a Postgres outage (~30 s of backoff in all), so a step
  * that finishes while the database restarts still records its result.
  */
-export function withDbRetry<T>(fn: () => Promise<T>, opts: { retries?: number; signal?: AbortSignal } = {}): Promise<T> {
+export async function withDbRetry<T>(fn: () => Promise<T>, opts: { retries?: number; signal?: AbortSignal } = {}): Promise<T> {
+  // Fast path: the first try costs nothing extra; the retry machinery only on failure.
+  try {
+    return await fn();
+  } catch (err) {
+    if (!isTransientDbError(err) || opts.retries === 0) throw err;
+  }
   return pRetry(fn, {
     retries: opts.retries ?? 10,
     minTimeout: 200,

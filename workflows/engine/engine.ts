@@ -46,9 +46,16 @@ export function createEngine(deps: EngineDeps) {
     return wf;
   }
 
-  async function pipelineOrThrow(id: string): Promise<PipelineRow> {
+  // Triggers only need a pipeline's workflow and concurrency policy, which change rarely:
+  // a one-second cache saves a round trip on the hot path.
+  const cache = new Map<string, { row: PipelineRow; at: number }>();
+  async function pipelineOrThrow(id: string, opts: { cached?: boolean } = {}): Promise<PipelineRow> {
+    const hit = opts.cached ? cache.get(id) : undefined;
+    if (hit && Date.now() - hit.at < 1_000) return hit.row;
     const p = await getPipeline(db.pool, id);
     if (!p) throw new NotFoundError(`pipeline ${id}`);
+    if (cache.size > 10_000) cache.clear();
+    cache.set(id, { row: p, at: Date.now() });
     return p;
   }
 
@@ -85,7 +92,7 @@ export function createEngine(deps: EngineDeps) {
     events,
 
     async trigger(pipelineId: string, opts: TriggerOptions = {}): Promise<{ runId: string }> {
-      const p = await pipelineOrThrow(pipelineId);
+      const p = await pipelineOrThrow(pipelineId, { cached: true });
       const wf = workflowOf(p);
       const runId = randomUUID();
       await insertOrConflict({

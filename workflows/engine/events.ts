@@ -13,11 +13,23 @@ export interface EventBus {
   step(runId: string, pipelineId: string, step: string, status: string, attempt?: number): void;
 }
 
-/** Fire-and-forget: events are a live view; Postgres stays the source of truth. */
+/**
+ * Fire-and-forget: events are a live view; Postgres stays the source of truth. Events of
+ * one event-loop turn go out in one pipeline (one socket write): syscalls, not Redis, are
+ * what a busy worker pays for.
+ */
 export function createEventBus(redis: Redis, queueName: string): EventBus {
   const channel = eventsChannel(queueName);
+  let pending: string[] = [];
+  const flush = () => {
+    const batch = pending;
+    pending = [];
+    const p = redis.pipeline();
+    for (const m of batch) p.publish(channel, m);
+    p.exec().catch(() => {});
+  };
   const send = (e: EtlEvent) => {
-    redis.publish(channel, JSON.stringify(e)).catch(() => {});
+    if (pending.push(JSON.stringify(e)) === 1) setImmediate(flush);
   };
   return {
     run: (runId, pipelineId, status) => send({ type: 'run', runId, pipelineId, status, at: new Date().toISOString() }),

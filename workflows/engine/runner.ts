@@ -60,6 +60,10 @@ export function createRunner(deps: RunnerDeps) {
 
   async function processRun(job: Job<RunJobData>) {
     const { runId, generation } = job.data;
+    // The last step normally finishes the run itself; only ask Postgres when it did not
+    // (e.g. a rebuilt flow with no step left to run).
+    const children = Object.values(await job.getChildrenValues());
+    if (children.some((v) => (v as { runFinished?: boolean } | null)?.runFinished)) return { succeeded: true };
     const pipelineId = await withDbRetry(() => runs.finishRun(db.pool, { runId, generation }));
     if (pipelineId) events.run(runId, pipelineId, 'succeeded');
     return { succeeded: pipelineId !== null };
@@ -111,12 +115,14 @@ export function createRunner(deps: RunnerDeps) {
       };
       const output = await untilAborted(step.run(ctx), controller.signal);
       const checked = step.output ? parseOutput(step, output) : output;
-      const done = await withDbRetry(() => runs.completeStep(db.pool, {
-        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null,
+      const last = wf.steps[wf.steps.length - 1] === step;
+      const { done, runFinished } = await withDbRetry(() => runs.completeStep(db.pool, {
+        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last,
       }));
       if (done) events.step(runId, pipelineId, key, 'succeeded', attempt);
       else slog.warn('step finished but its attempt was superseded; result discarded');
-      return { ok: done };
+      if (runFinished) events.run(runId, pipelineId, 'succeeded');
+      return { ok: done, runFinished };
     } catch (raw) {
       const err = controller.signal.aborted && controller.signal.reason instanceof StepAbortedError ? controller.signal.reason : raw;
       if (err instanceof StepAbortedError && err.reason === 'shutdown' && token) {

@@ -1,0 +1,4 @@
+import { defineStep, defineWorkflow } from '../workflows/engine/define';
+
+const noop = (key: string) => defineStep({ key, retry: { attempts: 1 }, run: async () => ({ ok: true }) });
+export const benchWorkflow = defineWorkflow({ id: 'bench-noop', steps: [noop('fetch'), noop('transform'), noop('write')] });
