@@ -29,6 +29,8 @@ export const etlPipelines = pgTable('etl_pipelines', {
   /** After scheduler downtime: 'none' | 'latest' | 'all' (up to catchup_cap ticks). */
   catchup: text('catchup').notNull().default('none'),
   catchupCap: integer('catchup_cap').notNull().default(10),
+  /** The scheduler has handled every tick up to and including this instant. */
+  scheduleCursor: ts('schedule_cursor'),
   createdAt: ts('created_at').notNull().defaultNow(),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
@@ -104,3 +106,25 @@ export const etlBlobs = pgTable('etl_blobs', {
   data: bytea('data').notNull(),
   createdAt: ts('created_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.runId, t.name, t.seq] })]);
+
+export const TICK_OUTCOMES = ['pending', 'fired', 'skipped_overlap', 'skipped_disabled', 'missed'] as const;
+export type TickOutcome = (typeof TICK_OUTCOMES)[number];
+
+/** The tick log: one row per (pipeline, due cron tick). Inserting the row is how a
+ *  scheduler replica claims the tick, so each tick is handled exactly once. */
+export const etlScheduleTicks = pgTable('etl_schedule_ticks', {
+  pipelineId: text('pipeline_id').notNull().references(() => etlPipelines.id, { onDelete: 'cascade' }),
+  scheduledFor: ts('scheduled_for').notNull(),
+  outcome: text('outcome').$type<TickOutcome>().notNull(),
+  runId: uuid('run_id'),
+  /** True for a tick fired late by the catch-up policy after scheduler downtime. */
+  catchUp: boolean('catch_up').notNull().default(false),
+  detail: text('detail'),
+  claimedBy: text('claimed_by'),
+  recordedAt: ts('recorded_at').notNull().defaultNow(),
+  /** Milliseconds from the tick to its run being enqueued. */
+  lagMs: integer('lag_ms'),
+}, (t) => [
+  primaryKey({ columns: [t.pipelineId, t.scheduledFor] }),
+  index('etl_schedule_ticks_pending_idx').on(t.recordedAt).where(sql`${t.outcome} = 'pending'`),
+]);

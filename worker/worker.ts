@@ -11,6 +11,7 @@ import { cancelChannel } from '../workflows/engine/events';
 import { backoffDelay, type StepJobData } from '../workflows/engine/flow';
 import { ActiveSteps, createRunner } from '../workflows/engine/runner';
 import { startReconciler } from './reconciler';
+import { startScheduler, type SchedulerOptions, type SchedulerStats } from './scheduler';
 
 /**
  * Stall settings: a SIGKILLed worker's step is taken over in ~10–15 s (lock 10 s, checked
@@ -31,11 +32,14 @@ export interface WorkerRuntimeOptions {
   reconcileGraceMs?: number;
   /** How often running steps check Postgres for a cancel they may have missed on pub/sub. */
   cancelPollMs?: number;
+  /** Run the cron scheduler in this process (every replica may; ticks are claimed in Postgres). */
+  scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now'>>;
 }
 
 export interface WorkerRuntime {
   engine: Engine;
   worker: Worker;
+  scheduler?: SchedulerStats;
   /** Stops taking jobs; running steps get `graceMs` to finish, then are handed back. */
   close(graceMs?: number): Promise<void>;
 }
@@ -77,11 +81,16 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
     db: o.db, queue: engine.queue, engine, log: o.log, intervalMs: o.reconcileIntervalMs, graceMs: o.reconcileGraceMs,
   });
 
+  const scheduler = o.scheduler === false || o.scheduler === undefined ? undefined
+    : startScheduler({ db: o.db, engine, log: o.log, workerId, ...o.scheduler });
+
   return {
     engine,
     worker,
+    scheduler: scheduler?.stats,
     async close(graceMs = 20_000) {
       clearInterval(poll);
+      await scheduler?.stop();
       await reconciler.stop();
       const closing = worker.close();
       const timer = setTimeout(() => active.abortAll(new StepAbortedError('the worker is shutting down', 'shutdown')), graceMs);

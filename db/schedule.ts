@@ -1,0 +1,125 @@
+import type pg from 'pg';
+import type { TickOutcome } from './schema';
+
+type Q = Pick<pg.Pool, 'query'>;
+
+/** The scheduler's SQL: tick claims are inserts into the tick log, so a primary-key
+ *  conflict is how a replica learns another one already has the tick. */
+
+export interface ScheduleRow {
+  id: string;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  catchup: 'none' | 'latest' | 'all';
+  catchupCap: number;
+  cursor: Date | null;
+  updatedAt: Date;
+}
+
+export async function loadSchedules(q: Q): Promise<ScheduleRow[]> {
+  const { rows } = await q.query({
+    name: 'etl-load-schedules',
+    text: `select id, cron, timezone, enabled, catchup, catchup_cap as "catchupCap", schedule_cursor as cursor,
+             updated_at as "updatedAt" from etl_pipelines`,
+  });
+  return rows;
+}
+
+/** A pipeline the scheduler has never seen starts from now: no backfill of its history. */
+export async function initCursors(q: Q, ids: string[], at: Date): Promise<void> {
+  if (ids.length === 0) return;
+  await q.query('update etl_pipelines set schedule_cursor = $2 where id = any($1::text[]) and schedule_cursor is null', [ids, at]);
+}
+
+export async function advanceCursors(q: Q, moves: { id: string; to: Date }[]): Promise<void> {
+  if (moves.length === 0) return;
+  await q.query(
+    `update etl_pipelines p set schedule_cursor = v.to_at
+     from unnest($1::text[], $2::timestamptz[]) as v(id, to_at)
+     where p.id = v.id and (p.schedule_cursor is null or p.schedule_cursor < v.to_at)`,
+    [moves.map((m) => m.id), moves.map((m) => m.to)],
+  );
+}
+
+export interface TickClaim {
+  pipelineId: string;
+  scheduledFor: Date;
+  outcome: TickOutcome;
+  catchUp: boolean;
+  detail?: string | null;
+}
+
+/** Inserts tick rows; returns only those this caller inserted (the ones it now owns). */
+export async function claimTicks(q: Q, ticks: TickClaim[], worker: string): Promise<TickClaim[]> {
+  if (ticks.length === 0) return [];
+  const { rows } = await q.query(
+    `insert into etl_schedule_ticks (pipeline_id, scheduled_for, outcome, catch_up, detail, claimed_by)
+     select * , $6::text from unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[])
+     on conflict do nothing
+     returning pipeline_id, scheduled_for, outcome, catch_up, detail`,
+    [ticks.map((t) => t.pipelineId), ticks.map((t) => t.scheduledFor), ticks.map((t) => t.outcome),
+      ticks.map((t) => t.catchUp), ticks.map((t) => t.detail ?? null), worker],
+  );
+  return rows.map((r) => ({ pipelineId: r.pipeline_id, scheduledFor: r.scheduled_for, outcome: r.outcome, catchUp: r.catch_up, detail: r.detail }));
+}
+
+export async function resolveTick(q: Q, a: {
+  pipelineId: string; scheduledFor: Date; outcome: TickOutcome; runId?: string | null; detail?: string | null; lagMs?: number | null;
+}): Promise<void> {
+  await q.query({
+    name: 'etl-resolve-tick',
+    text: `update etl_schedule_ticks set outcome = $3, run_id = $4, detail = coalesce($5, detail), lag_ms = $6, recorded_at = now()
+           where pipeline_id = $1 and scheduled_for = $2 and outcome = 'pending'`,
+    values: [a.pipelineId, a.scheduledFor, a.outcome, a.runId ?? null, a.detail ?? null, a.lagMs ?? null],
+  });
+}
+
+/** Claimed ticks nobody resolved (the claimer died, or a catch-up tick waits its turn):
+ *  the oldest per pipeline, older than `olderThanMs`. */
+export async function stalePendingTicks(q: Q, olderThanMs: number, limit = 500): Promise<(TickClaim & { ageMs: number })[]> {
+  const { rows } = await q.query(
+    `select distinct on (pipeline_id) pipeline_id, scheduled_for, catch_up, detail,
+       (extract(epoch from now() - recorded_at) * 1000)::int as age_ms
+     from etl_schedule_ticks
+     where outcome = 'pending' and recorded_at < now() - make_interval(secs => $1::float8 / 1000)
+     order by pipeline_id, scheduled_for limit $2`,
+    [olderThanMs, limit],
+  );
+  return rows.map((r) => ({ pipelineId: r.pipeline_id, scheduledFor: r.scheduled_for, outcome: 'pending', catchUp: r.catch_up, detail: r.detail, ageMs: r.age_ms }));
+}
+
+export async function scheduledRunId(q: Q, pipelineId: string, scheduledFor: Date): Promise<string | null> {
+  const { rows } = await q.query(
+    `select id from etl_runs where pipeline_id = $1 and scheduled_for = $2 and trigger = 'schedule'`, [pipelineId, scheduledFor]);
+  return rows[0]?.id ?? null;
+}
+
+export interface TickRow {
+  pipelineId: string;
+  scheduledFor: Date;
+  outcome: TickOutcome;
+  runId: string | null;
+  catchUp: boolean;
+  detail: string | null;
+  recordedAt: Date;
+  lagMs: number | null;
+}
+
+/** The tick log of one pipeline, newest first: "why did this not run at 03:00?" */
+export async function listTicks(q: Q, pipelineId: string, limit = 50, before?: Date): Promise<TickRow[]> {
+  const { rows } = await q.query(
+    `select pipeline_id as "pipelineId", scheduled_for as "scheduledFor", outcome, run_id as "runId", catch_up as "catchUp",
+       detail, recorded_at as "recordedAt", lag_ms as "lagMs"
+     from etl_schedule_ticks where pipeline_id = $1 and ($3::timestamptz is null or scheduled_for < $3)
+     order by scheduled_for desc limit $2`,
+    [pipelineId, limit, before ?? null],
+  );
+  return rows;
+}
+
+export async function purgeTicks(q: Q, olderThanDays: number): Promise<number> {
+  const r = await q.query(
+    `delete from etl_schedule_ticks where scheduled_for < now() - make_interval(days => $1) and outcome <> 'pending'`, [olderThanDays]);
+  return r.rowCount ?? 0;
+}

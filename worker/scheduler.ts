@@ -1,0 +1,185 @@
+import pLimit from 'p-limit';
+import type { Database } from '../db/client';
+import * as sched from '../db/schedule';
+import { fireTimesBetween, nextFireTime, validateSchedule } from '../lib/cron';
+import type { Logger } from '../lib/logger';
+import { ConflictError, NotFoundError } from '../steps/errors';
+import type { Engine } from '../workflows/engine/engine';
+
+/**
+ * The cron scheduler, run by every worker replica. Each pass reads the pipelines, works
+ * out the ticks due since each pipeline's cursor (cron-parser, in the pipeline's zone),
+ * claims them by inserting them into the tick log (primary key = pipeline + tick, so
+ * exactly one replica wins each tick) and fires the ones it won. Postgres holds all
+ * state, so edits to cron, zone or enabled take effect on the next pass, no restart.
+ *
+ * A tick found more than `lateMs` after it was due was missed while no scheduler ran;
+ * the pipeline's catch-up policy decides: none (log it missed), latest (fire only the
+ * newest), all (fire each, oldest first, up to catchup_cap, one at a time).
+ */
+export interface SchedulerOptions {
+  db: Database;
+  engine: Pick<Engine, 'trigger'>;
+  log: Logger;
+  workerId: string;
+  now?: () => number;
+  intervalMs?: number;
+  lateMs?: number;
+  /** A claimed tick left pending this long is re-fired (its claimer died) and, past
+   *  `watchdogMs`, reported as an error. */
+  retryPendingMs?: number;
+  watchdogMs?: number;
+  concurrency?: number;
+}
+
+export interface SchedulerStats {
+  passes: number;
+  fired: number;
+  overduePending: number;
+  lastPassMs: number;
+}
+
+export function createScheduler(o: SchedulerOptions) {
+  const now = o.now ?? Date.now;
+  const lateMs = o.lateMs ?? 60_000;
+  const limit = pLimit(o.concurrency ?? 16);
+  // Per pipeline: when its next tick is due, so most passes skip the cron maths.
+  const nextDue = new Map<string, { key: string; at: number }>();
+  const invalidLogged = new Set<string>();
+  const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0 };
+
+  async function fire(t: sched.TickClaim): Promise<void> {
+    const started = now();
+    try {
+      const { runId } = await o.engine.trigger(t.pipelineId, { trigger: 'schedule', scheduledFor: t.scheduledFor });
+      stats.fired++;
+      await sched.resolveTick(o.db.pool, { ...t, outcome: 'fired', runId, lagMs: Math.max(0, started - t.scheduledFor.getTime()) });
+    } catch (err) {
+      if (err instanceof ConflictError && err.code === 'tick_taken') {
+        const runId = await sched.scheduledRunId(o.db.pool, t.pipelineId, t.scheduledFor);
+        await sched.resolveTick(o.db.pool, { ...t, outcome: 'fired', runId });
+      } else if (err instanceof ConflictError && err.code === 'run_active') {
+        // A catch-up tick waits for its turn; an on-time tick that finds a run still
+        // active is skipped (no overlapping runs by default).
+        if (!t.catchUp) await sched.resolveTick(o.db.pool, { ...t, outcome: 'skipped_overlap', detail: 'the previous run was still active' });
+      } else if (err instanceof NotFoundError || (err instanceof ConflictError && err.code === 'unknown_workflow')) {
+        await sched.resolveTick(o.db.pool, { ...t, outcome: 'missed', detail: err.message });
+      } else {
+        o.log.error({ pipelineId: t.pipelineId, tick: t.scheduledFor, err: String(err) }, 'could not fire tick; it stays pending and is retried');
+      }
+    }
+  }
+
+  function classify(row: sched.ScheduleRow, due: Date[], at: number): sched.TickClaim[] {
+    const claims: sched.TickClaim[] = [];
+    const late = due.filter((d) => at - d.getTime() > lateMs);
+    const onTime = due.filter((d) => at - d.getTime() <= lateMs);
+    const fireLate = !row.enabled || row.catchup === 'none' ? [] : row.catchup === 'latest' ? late.slice(-1) : late.slice(-row.catchupCap);
+    for (const d of late) {
+      const catchUp = fireLate.includes(d);
+      claims.push({
+        pipelineId: row.id, scheduledFor: d, catchUp,
+        outcome: !row.enabled ? 'skipped_disabled' : catchUp ? 'pending' : 'missed',
+        detail: !row.enabled || catchUp ? null : `missed while no scheduler ran (catch-up policy: ${row.catchup})`,
+      });
+    }
+    for (const d of onTime) {
+      claims.push({ pipelineId: row.id, scheduledFor: d, catchUp: false, outcome: row.enabled ? 'pending' : 'skipped_disabled' });
+    }
+    return claims;
+  }
+
+  async function pass(): Promise<void> {
+    const t0 = now();
+    const at = new Date(t0);
+    const rows = await sched.loadSchedules(o.db.pool);
+    await sched.initCursors(o.db.pool, rows.filter((r) => !r.cursor).map((r) => r.id), at);
+    const claims: sched.TickClaim[] = [];
+    const moves: { id: string; to: Date }[] = [];
+    for (const row of rows) {
+      if (!row.cursor) continue;
+      const key = `${row.cron}|${row.timezone}|${row.cursor.getTime()}`;
+      const cached = nextDue.get(row.id);
+      if (cached && cached.key === key && t0 < cached.at) continue;
+      const invalid = validateSchedule(row.cron, row.timezone);
+      if (invalid) {
+        if (!invalidLogged.has(row.id)) o.log.error({ pipelineId: row.id, error: invalid }, 'pipeline has an invalid schedule; not scheduling it');
+        invalidLogged.add(row.id);
+        continue;
+      }
+      invalidLogged.delete(row.id);
+      // Walk at most a bounded number of ticks: after a long downtime only the recent
+      // ones matter to the catch-up policy.
+      const due = fireTimesBetween(row.cron, row.timezone, row.cursor, at, Math.max(row.catchupCap, 1) + 50);
+      if (due.length === 0) {
+        const next = nextFireTime(row.cron, row.timezone, row.cursor);
+        nextDue.set(row.id, { key, at: next ? next.getTime() : Infinity });
+        continue;
+      }
+      claims.push(...classify(row, due, t0));
+      moves.push({ id: row.id, to: due[due.length - 1]! });
+    }
+    const won = await sched.claimTicks(o.db.pool, claims, o.workerId);
+    await sched.advanceCursors(o.db.pool, moves);
+    // Fire catch-up ticks oldest first, one per pipeline per pass (runs may not overlap).
+    const firstCatchUp = new Set<string>();
+    await Promise.all(won.filter((t) => t.outcome === 'pending').filter((t) => {
+      if (!t.catchUp) return true;
+      if (firstCatchUp.has(t.pipelineId)) return false;
+      firstCatchUp.add(t.pipelineId);
+      return true;
+    }).map((t) => limit(() => fire(t))));
+    stats.passes++;
+    stats.lastPassMs = now() - t0;
+  }
+
+  /** Re-fires ticks whose claimer died and catch-up ticks waiting for their turn. */
+  async function sweepPending(): Promise<void> {
+    const stale = await sched.stalePendingTicks(o.db.pool, o.retryPendingMs ?? 5_000);
+    stats.overduePending = stale.filter((t) => t.ageMs > (o.watchdogMs ?? 30_000)).length;
+    for (const t of stale) {
+      if (t.ageMs > (o.watchdogMs ?? 30_000) && !t.catchUp) {
+        o.log.error({ pipelineId: t.pipelineId, tick: t.scheduledFor, ageMs: t.ageMs }, 'scheduler watchdog: a due tick has not been handled');
+      }
+    }
+    await Promise.all(stale.map((t) => limit(() => fire(t))));
+  }
+
+  return { pass, sweepPending, stats };
+}
+
+export function startScheduler(o: SchedulerOptions): { stop(): Promise<void>; stats: SchedulerStats } {
+  const s = createScheduler(o);
+  const interval = o.intervalMs ?? 1_000;
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  let sweeps = 0;
+  const loop = () => {
+    if (stopped) return;
+    running = (async () => {
+      try {
+        await s.pass();
+        if (sweeps++ % 5 === 0) await s.sweepPending();
+      } catch (err) {
+        o.log.warn({ err: String(err) }, 'scheduler pass failed; retrying next pass');
+      }
+    })();
+    running.finally(() => {
+      if (stopped) return;
+      // Align passes to the wall-clock interval (plus a few ms), so a tick is seen
+      // right after it falls due.
+      const wait = interval - (Date.now() % interval) + 5;
+      timer = setTimeout(loop, wait);
+    });
+  };
+  loop();
+  return {
+    stats: s.stats,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}
