@@ -3,6 +3,7 @@ import { printTable, type BenchRow } from './util';
 /** `npm run bench`: every benchmark, one table. `npm run bench -- engine` runs one. */
 const benches: Record<string, () => Promise<BenchRow[]>> = {
   engine: async () => (await import('./engine')).benchEngine(),
+  scheduler: async () => (await import('./scheduler')).benchScheduler(),
 };
 
 const only = process.argv.slice(2);

@@ -68,3 +68,8 @@ export async function updatePipeline(
   );
   return rows[0] ?? null;
 }
+
+export async function getPipelines(q: Q, ids: string[]): Promise<PipelineRow[]> {
+  const { rows } = await q.query(`select ${COLS} from etl_pipelines where id = any($1::text[])`, [ids]);
+  return rows;
+}

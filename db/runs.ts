@@ -286,3 +286,30 @@ export async function runParams(q: Q, runId: string): Promise<Record<string, unk
   const { rows } = await q.query('select params from etl_runs where id = $1', [runId]);
   return rows[0]?.params ?? {};
 }
+
+/** Inserts many runs in one statement. A run that would break a unique rule (an active
+ *  run of an exclusive pipeline, a tick that already has its run) is left out; the ids
+ *  of the runs inserted are returned. */
+export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
+  if (list.length === 0) return new Set();
+  const { rows } = await q.query(
+    `with input as (
+       select * from jsonb_to_recordset($1::jsonb) as r(id uuid, pipeline_id text, trigger text, scheduled_for timestamptz,
+                                                       params jsonb, parent_run_id uuid, exclusive boolean, steps jsonb)),
+     ins as (
+       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive)
+       select id, pipeline_id, 'queued', trigger, scheduled_for, coalesce(params, '{}'::jsonb), parent_run_id, exclusive from input
+       on conflict do nothing returning id),
+     st as (
+       insert into etl_run_steps (run_id, key, position, status)
+       select i.id, s.key, s.position, s.status
+       from ins join input i using (id), jsonb_to_recordset(i.steps) as s(key text, position int, status text))
+     select id from ins`,
+    [JSON.stringify(list.map((r) => ({
+      id: r.id, pipeline_id: r.pipelineId, trigger: r.trigger, scheduled_for: r.scheduledFor ?? null, params: r.params,
+      parent_run_id: r.parentRunId ?? null, exclusive: r.exclusive,
+      steps: r.steps.map((s) => ({ key: s.key, position: s.position, status: s.status })),
+    })))],
+  );
+  return new Set(rows.map((r) => r.id));
+}

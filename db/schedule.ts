@@ -123,3 +123,29 @@ export async function purgeTicks(q: Q, olderThanDays: number): Promise<number> {
     `delete from etl_schedule_ticks where scheduled_for < now() - make_interval(days => $1) and outcome <> 'pending'`, [olderThanDays]);
   return r.rowCount ?? 0;
 }
+
+export async function resolveTicks(q: Q, list: {
+  pipelineId: string; scheduledFor: Date; outcome: TickOutcome; runId?: string | null; detail?: string | null; lagMs?: number | null;
+}[]): Promise<void> {
+  if (list.length === 0) return;
+  await q.query(
+    `update etl_schedule_ticks t set outcome = v.outcome, run_id = v.run_id, detail = coalesce(v.detail, t.detail), lag_ms = v.lag_ms,
+       recorded_at = now()
+     from unnest($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::int[]) as v(pipeline_id, scheduled_for, outcome, run_id, detail, lag_ms)
+     where t.pipeline_id = v.pipeline_id and t.scheduled_for = v.scheduled_for and t.outcome = 'pending'`,
+    [list.map((x) => x.pipelineId), list.map((x) => x.scheduledFor), list.map((x) => x.outcome), list.map((x) => x.runId ?? null),
+      list.map((x) => x.detail ?? null), list.map((x) => x.lagMs ?? null)],
+  );
+}
+
+/** The runs that scheduled ticks already have, keyed `${pipelineId}|${epochMs}`. */
+export async function scheduledRunIds(q: Q, ticks: { pipelineId: string; scheduledFor: Date }[]): Promise<Map<string, string>> {
+  if (ticks.length === 0) return new Map();
+  const { rows } = await q.query(
+    `select r.pipeline_id, r.scheduled_for, r.id from etl_runs r
+     join unnest($1::text[], $2::timestamptz[]) as v(pipeline_id, scheduled_for)
+       on r.pipeline_id = v.pipeline_id and r.scheduled_for = v.scheduled_for and r.trigger = 'schedule'`,
+    [ticks.map((t) => t.pipelineId), ticks.map((t) => t.scheduledFor)],
+  );
+  return new Map(rows.map((r) => [`${r.pipeline_id}|${r.scheduled_for.getTime()}`, r.id]));
+}

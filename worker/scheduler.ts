@@ -1,9 +1,8 @@
-import pLimit from 'p-limit';
 import type { Database } from '../db/client';
 import * as sched from '../db/schedule';
 import { fireTimesBetween, nextFireTime, validateSchedule } from '../lib/cron';
 import type { Logger } from '../lib/logger';
-import { ConflictError, NotFoundError } from '../steps/errors';
+import { ConflictError } from '../steps/errors';
 import type { Engine } from '../workflows/engine/engine';
 
 /**
@@ -19,7 +18,7 @@ import type { Engine } from '../workflows/engine/engine';
  */
 export interface SchedulerOptions {
   db: Database;
-  engine: Pick<Engine, 'trigger'>;
+  engine: Pick<Engine, 'triggerMany'>;
   log: Logger;
   workerId: string;
   now?: () => number;
@@ -29,7 +28,6 @@ export interface SchedulerOptions {
    *  `watchdogMs`, reported as an error. */
   retryPendingMs?: number;
   watchdogMs?: number;
-  concurrency?: number;
 }
 
 export interface SchedulerStats {
@@ -42,31 +40,43 @@ export interface SchedulerStats {
 export function createScheduler(o: SchedulerOptions) {
   const now = o.now ?? Date.now;
   const lateMs = o.lateMs ?? 60_000;
-  const limit = pLimit(o.concurrency ?? 16);
   // Per pipeline: when its next tick is due, so most passes skip the cron maths.
   const nextDue = new Map<string, { key: string; at: number }>();
   const invalidLogged = new Set<string>();
   const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0 };
 
-  async function fire(t: sched.TickClaim): Promise<void> {
-    const started = now();
-    try {
-      const { runId } = await o.engine.trigger(t.pipelineId, { trigger: 'schedule', scheduledFor: t.scheduledFor });
-      stats.fired++;
-      await sched.resolveTick(o.db.pool, { ...t, outcome: 'fired', runId, lagMs: Math.max(0, started - t.scheduledFor.getTime()) });
-    } catch (err) {
-      if (err instanceof ConflictError && err.code === 'tick_taken') {
-        const runId = await sched.scheduledRunId(o.db.pool, t.pipelineId, t.scheduledFor);
-        await sched.resolveTick(o.db.pool, { ...t, outcome: 'fired', runId });
-      } else if (err instanceof ConflictError && err.code === 'run_active') {
-        // A catch-up tick waits for its turn; an on-time tick that finds a run still
-        // active is skipped (no overlapping runs by default).
-        if (!t.catchUp) await sched.resolveTick(o.db.pool, { ...t, outcome: 'skipped_overlap', detail: 'the previous run was still active' });
-      } else if (err instanceof NotFoundError || (err instanceof ConflictError && err.code === 'unknown_workflow')) {
-        await sched.resolveTick(o.db.pool, { ...t, outcome: 'missed', detail: err.message });
-      } else {
-        o.log.error({ pipelineId: t.pipelineId, tick: t.scheduledFor, err: String(err) }, 'could not fire tick; it stays pending and is retried');
+  /** Starts the runs of claimed ticks in bulk and records each tick's outcome. */
+  async function fire(ticks: sched.TickClaim[]): Promise<void> {
+    for (let i = 0; i < ticks.length; i += 500) {
+      const batch = ticks.slice(i, i + 500);
+      const started = now();
+      let results: Awaited<ReturnType<Engine['triggerMany']>>;
+      try {
+        results = await o.engine.triggerMany(batch.map((t) => ({ pipelineId: t.pipelineId, trigger: 'schedule' as const, scheduledFor: t.scheduledFor })));
+      } catch (err) {
+        o.log.error({ ticks: batch.length, err: String(err) }, 'could not fire ticks; they stay pending and are retried');
+        continue;
       }
+      const lagMs = (t: sched.TickClaim) => Math.max(0, started - t.scheduledFor.getTime());
+      const conflicted = batch.filter((_, j) => 'error' in results[j]! && results[j]!.error instanceof ConflictError);
+      const existing = await sched.scheduledRunIds(o.db.pool, conflicted);
+      const outcomes: Parameters<typeof sched.resolveTicks>[1] = [];
+      batch.forEach((t, j) => {
+        const r = results[j]!;
+        if ('runId' in r) {
+          stats.fired++;
+          outcomes.push({ ...t, outcome: 'fired', runId: r.runId, lagMs: lagMs(t) });
+        } else if (r.error instanceof ConflictError && r.error.code !== 'unknown_workflow') {
+          const runId = existing.get(`${t.pipelineId}|${t.scheduledFor.getTime()}`);
+          // Another replica already started this tick's run; or a run is still active:
+          // an on-time tick is skipped (no overlapping runs), a catch-up tick waits.
+          if (runId) outcomes.push({ ...t, outcome: 'fired', runId });
+          else if (!t.catchUp) outcomes.push({ ...t, outcome: 'skipped_overlap', detail: 'the previous run was still active', lagMs: lagMs(t) });
+        } else {
+          outcomes.push({ ...t, outcome: 'missed', detail: r.error.message });
+        }
+      });
+      await sched.resolveTicks(o.db.pool, outcomes);
     }
   }
 
@@ -92,6 +102,22 @@ export function createScheduler(o: SchedulerOptions) {
   async function pass(): Promise<void> {
     const t0 = now();
     const at = new Date(t0);
+    // Many pipelines share a schedule (and, once in step, a cursor): do the cron maths
+    // once per distinct (cron, zone, cursor) in a pass.
+    const memo = new Map<string, { invalid: string | null; due: Date[]; next: Date | null }>();
+    const cronFor = (row: sched.ScheduleRow) => {
+      const k = `${row.cron}|${row.timezone}|${row.cursor!.getTime()}|${row.catchupCap}`;
+      let m = memo.get(k);
+      if (!m) {
+        const invalid = validateSchedule(row.cron, row.timezone);
+        // Walk at most a bounded number of ticks: after a long downtime only the recent
+        // ones matter to the catch-up policy.
+        const due = invalid ? [] : fireTimesBetween(row.cron, row.timezone, row.cursor!, at, Math.max(row.catchupCap, 1) + 50);
+        m = { invalid, due, next: invalid || due.length ? null : nextFireTime(row.cron, row.timezone, row.cursor!) };
+        memo.set(k, m);
+      }
+      return m;
+    };
     const rows = await sched.loadSchedules(o.db.pool);
     await sched.initCursors(o.db.pool, rows.filter((r) => !r.cursor).map((r) => r.id), at);
     const claims: sched.TickClaim[] = [];
@@ -101,18 +127,14 @@ export function createScheduler(o: SchedulerOptions) {
       const key = `${row.cron}|${row.timezone}|${row.cursor.getTime()}`;
       const cached = nextDue.get(row.id);
       if (cached && cached.key === key && t0 < cached.at) continue;
-      const invalid = validateSchedule(row.cron, row.timezone);
+      const { invalid, due, next } = cronFor(row);
       if (invalid) {
         if (!invalidLogged.has(row.id)) o.log.error({ pipelineId: row.id, error: invalid }, 'pipeline has an invalid schedule; not scheduling it');
         invalidLogged.add(row.id);
         continue;
       }
       invalidLogged.delete(row.id);
-      // Walk at most a bounded number of ticks: after a long downtime only the recent
-      // ones matter to the catch-up policy.
-      const due = fireTimesBetween(row.cron, row.timezone, row.cursor, at, Math.max(row.catchupCap, 1) + 50);
       if (due.length === 0) {
-        const next = nextFireTime(row.cron, row.timezone, row.cursor);
         nextDue.set(row.id, { key, at: next ? next.getTime() : Infinity });
         continue;
       }
@@ -123,12 +145,12 @@ export function createScheduler(o: SchedulerOptions) {
     await sched.advanceCursors(o.db.pool, moves);
     // Fire catch-up ticks oldest first, one per pipeline per pass (runs may not overlap).
     const firstCatchUp = new Set<string>();
-    await Promise.all(won.filter((t) => t.outcome === 'pending').filter((t) => {
+    await fire(won.filter((t) => t.outcome === 'pending').filter((t) => {
       if (!t.catchUp) return true;
       if (firstCatchUp.has(t.pipelineId)) return false;
       firstCatchUp.add(t.pipelineId);
       return true;
-    }).map((t) => limit(() => fire(t))));
+    }));
     stats.passes++;
     stats.lastPassMs = now() - t0;
   }
@@ -142,7 +164,7 @@ export function createScheduler(o: SchedulerOptions) {
         o.log.error({ pipelineId: t.pipelineId, tick: t.scheduledFor, ageMs: t.ageMs }, 'scheduler watchdog: a due tick has not been handled');
       }
     }
-    await Promise.all(stale.map((t) => limit(() => fire(t))));
+    await fire(stale);
   }
 
   return { pass, sweepPending, stats };

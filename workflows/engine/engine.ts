@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { FlowProducer, Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Database } from '../../db/client';
-import { getPipeline, type PipelineRow } from '../../db/pipelines';
+import { getPipeline, getPipelines, type PipelineRow } from '../../db/pipelines';
 import * as runs from '../../db/runs';
 import type { Trigger } from '../../db/schema';
 import type { Logger } from '../../lib/logger';
@@ -103,6 +103,50 @@ export function createEngine(deps: EngineDeps) {
       events.run(runId, pipelineId, 'queued');
       await addFlow(runId, 0, p, wf, new Set(wf.steps.map((s) => s.key)));
       return { runId };
+    },
+
+    /**
+     * Starts many runs at once (the scheduler's tick): one pipeline query, one insert,
+     * one Redis round trip for all flows. Per item: the run id, or why it did not start.
+     */
+    async triggerMany(items: { pipelineId: string; trigger?: Trigger; scheduledFor?: Date; params?: Record<string, unknown> }[]):
+      Promise<({ runId: string } | { error: ConflictError | NotFoundError })[]> {
+      const pipelines = new Map((await getPipelines(db.pool, [...new Set(items.map((i) => i.pipelineId))])).map((p) => [p.id, p]));
+      type Planned = { error: ConflictError | NotFoundError } | { p: PipelineRow; wf: WorkflowDef; run: runs.NewRun };
+      const planned = items.map((item): Planned => {
+        const p = pipelines.get(item.pipelineId);
+        if (!p) return { error: new NotFoundError(`pipeline ${item.pipelineId}`) };
+        const wf = registry.get(p.workflow);
+        if (!wf) return { error: new ConflictError('unknown_workflow', `pipeline ${p.id} names workflow ${p.workflow}, which this build does not have`) };
+        return {
+          p, wf,
+          run: {
+            id: randomUUID(), pipelineId: p.id, trigger: item.trigger ?? 'manual', params: item.params ?? {},
+            scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow',
+            steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' as const })),
+          },
+        };
+      });
+      const ok = planned.filter((x): x is Extract<Planned, { run: runs.NewRun }> => 'run' in x);
+      const inserted = await runs.insertRuns(db.pool, ok.map((x) => x.run));
+      const started = ok.filter((x) => inserted.has(x.run.id));
+      if (started.length) {
+        try {
+          await flows.addBulk(started.map((x) => buildFlow({
+            queueName, runId: x.run.id, generation: 0, pipelineId: x.p.id, workflow: x.wf.id, steps: x.wf.steps,
+          })));
+        } catch (err) {
+          log.error({ runs: started.length, err: String(err) }, 'could not enqueue run flows; the reconciler will retry');
+        }
+        for (const x of started) events.run(x.run.id, x.p.id, 'queued');
+      }
+      return planned.map((x) => {
+        if (!('run' in x)) return x;
+        if (inserted.has(x.run.id)) return { runId: x.run.id };
+        return x.run.scheduledFor
+          ? { error: new ConflictError('run_active_or_tick_taken', `pipeline ${x.p.id}: a run is active or this tick already has its run`) }
+          : { error: new ConflictError('run_active', `pipeline ${x.p.id} already has an active run`) };
+      });
     },
 
     /** Re-runs one failed step; the steps after it follow. Earlier steps are not re-run. */
