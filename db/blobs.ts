@@ -1,0 +1,41 @@
+import type pg from 'pg';
+
+type Q = Pick<pg.Pool, 'query'>;
+
+/** Chunks of staged step output (etl_blobs). One chunk = one row, a few MB at most. */
+
+export async function deleteBlobs(q: Q, runId: string, name: string): Promise<void> {
+  await q.query('delete from etl_blobs where run_id = $1 and name = $2', [runId, name]);
+}
+
+export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: Buffer }): Promise<void> {
+  await q.query({
+    name: 'etl-insert-blob',
+    text: `insert into etl_blobs (run_id, name, seq, rows, data) values ($1, $2, $3, $4, $5)
+           on conflict (run_id, name, seq) do update set rows = excluded.rows, data = excluded.data`,
+    values: [a.runId, a.name, a.seq, a.rows, a.data],
+  });
+}
+
+export async function readBlob(q: Q, runId: string, name: string, seq: number): Promise<Buffer | null> {
+  const { rows } = await q.query({
+    name: 'etl-read-blob',
+    text: 'select data from etl_blobs where run_id = $1 and name = $2 and seq = $3',
+    values: [runId, name, seq],
+  });
+  return rows[0]?.data ?? null;
+}
+
+/** Removes the chunks of a run's attempts other than the one that succeeded. */
+export async function deleteOtherBlobs(q: Q, runId: string, prefix: string, keep: string): Promise<void> {
+  await q.query(`delete from etl_blobs where run_id = $1 and name like $2 || '%' and name <> $3`, [runId, prefix, keep]);
+}
+
+/** Retention: staged data of runs finished more than `days` ago. A resume or rerun that
+ *  needs it afterwards fails with a clear "expired" error from the reading step. */
+export async function purgeExpiredBlobs(q: Q, days: number): Promise<number> {
+  const r = await q.query(
+    `delete from etl_blobs b using etl_runs r
+     where b.run_id = r.id and r.finished_at < now() - make_interval(days => $1)`, [days]);
+  return r.rowCount ?? 0;
+}
