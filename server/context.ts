@@ -1,0 +1,37 @@
+import type { Redis } from 'ioredis';
+import type { Database } from '../db/client';
+import type { Logger } from '../lib/logger';
+import type { Registry } from '../workflows/engine/define';
+import type { Engine } from '../workflows/engine/engine';
+
+/** Who made an /api/etl request; set by the auth middleware, never holds the credential. */
+export type Principal = { kind: 'token' } | { kind: 'session'; userId: string | null };
+
+export interface AppEnv {
+  Variables: { principal: Principal };
+}
+
+/**
+ * Listens to event JSON strings; `onEnd` is called when the source shuts down (so open
+ * streams end and the server can close). Returns the unsubscribe function.
+ */
+export type SubscribeEvents = (listener: (data: string) => void, onEnd?: () => void) => () => void;
+
+export interface AppDeps {
+  db: Pick<Database, 'pool'>;
+  /** Session lookups (`mc:sess:<id>`) and the readiness probe. */
+  redis: Redis;
+  engine: Pick<Engine, 'trigger' | 'retryStep' | 'resume' | 'rerunFrom' | 'cancel' | 'queue'>;
+  config: { apiToken?: string; sessionCookie: string; allowedOrigins?: string[] };
+  log: Logger;
+  /** The process-wide event hub (server/sse.ts); without it /events answers 503. */
+  subscribeEvents?: SubscribeEvents;
+  /** Workflow definitions: lets a pipeline show its step keys. */
+  registry?: Registry;
+  /** Directory of the built /etl page (web/dist); served only when given. */
+  webDir?: string;
+  /** SSE tuning (tests shorten the heartbeat). */
+  sse?: { heartbeatMs?: number; maxPending?: number };
+  /** Whether a pipeline reads the built-in sandbox sources (no credentials configured). */
+  sandbox?: (pipelineId: string) => boolean;
+}

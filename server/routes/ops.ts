@@ -1,0 +1,49 @@
+import { ping } from '../../db/read';
+import type { AppDeps } from '../context';
+import type { Metrics } from '../metrics';
+import { route, type RouteGroup } from '../route';
+import * as s from '../schemas';
+
+/** Public probes and the Prometheus scrape (SPEC §7: /metrics is not proxied by `web`). */
+
+const PROBE_TIMEOUT_MS = 1_500;
+
+/** Resolves true when `p` settles successfully within the timeout. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
+  return {
+    base: '',
+    routes: [
+      route({
+        method: 'GET', path: '/healthz', tag: 'ops', summary: 'Liveness: the process answers', auth: false,
+        responses: { 200: { description: 'alive', schema: s.Health } },
+        handler: (c) => c.json({ ok: true }),
+      }),
+      route({
+        method: 'GET', path: '/readyz', tag: 'ops', summary: 'Readiness: Postgres and Redis answer', auth: false,
+        responses: { 200: { description: 'ready', schema: s.Ready }, 503: { description: 'a dependency is down', schema: s.Ready } },
+        handler: async (c) => {
+          const [pg, redis] = await Promise.all([within(ping(deps.db.pool), PROBE_TIMEOUT_MS), within(deps.redis.ping(), PROBE_TIMEOUT_MS)]);
+          const checks = { postgres: pg ? 'ok' : 'down', redis: redis ? 'ok' : 'down' } as const;
+          return c.json({ ok: pg && redis, checks }, pg && redis ? 200 : 503);
+        },
+      }),
+      route({
+        method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics', auth: false,
+        responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' } },
+        handler: async (c) => c.body(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
+      }),
+    ],
+  };
+}

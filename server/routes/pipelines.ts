@@ -1,0 +1,103 @@
+import { getPipeline, updatePipeline } from '../../db/pipelines';
+import { getPipelineWithLastRun, listPipelinesWithLastRun, listRuns, type PipelineView } from '../../db/read';
+import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
+import { NotFoundError } from '../../steps/errors';
+import type { AppDeps } from '../context';
+import { BadRequestError } from '../errors';
+import { route, type RouteGroup } from '../route';
+import * as s from '../schemas';
+
+/** Pipelines: list, one, trigger, enable, schedule, and their runs (SPEC §6). */
+
+const notFound = { description: 'no such pipeline', schema: s.ErrorResponse };
+const badInput = { description: 'invalid body or query', schema: s.ErrorResponse };
+
+// Config is editable in Postgres; an operator may have put a credential in it by mistake.
+const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization/i;
+function redactConfig(v: unknown, depth = 0): unknown {
+  if (depth > 20) return '[redacted]';
+  if (Array.isArray(v)) return v.map((x) => redactConfig(x, depth + 1));
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEY.test(k) ? '[redacted]' : redactConfig(x, depth + 1)]));
+  }
+  return v;
+}
+
+export function pipelineRoutes(deps: AppDeps): RouteGroup {
+  const { db, engine } = deps;
+
+  const present = (p: PipelineView) => ({
+    ...p,
+    config: redactConfig(p.config) as Record<string, unknown>,
+    nextFireAt: nextFireTime(p.cron, p.timezone)?.toISOString() ?? null,
+    sandbox: deps.sandbox?.(p.id) ?? false,
+    steps: deps.registry?.get(p.workflow)?.steps.map((x) => x.key) ?? [],
+  });
+
+  const load = async (id: string) => {
+    const p = await getPipelineWithLastRun(db.pool, id);
+    if (!p) throw new NotFoundError(`pipeline ${id}`);
+    return present(p);
+  };
+
+  return {
+    base: '/api/etl',
+    routes: [
+      route({
+        method: 'GET', path: '/pipelines', tag: 'pipelines', summary: 'List pipelines with schedule, next fire time and last run',
+        responses: { 200: { description: 'the pipelines', schema: s.PipelineList } },
+        handler: async (c) => c.json({ pipelines: (await listPipelinesWithLastRun(db.pool)).map(present) }),
+      }),
+      route({
+        method: 'GET', path: '/pipelines/:id', tag: 'pipelines', summary: 'One pipeline', params: s.PipelineParams,
+        responses: { 200: { description: 'the pipeline', schema: s.PipelineEnvelope }, 404: notFound },
+        handler: async (c, { params }) => c.json({ pipeline: await load(params.id) }),
+      }),
+      route({
+        method: 'POST', path: '/pipelines/:id/trigger', tag: 'pipelines', summary: 'Start a run now',
+        params: s.PipelineParams, body: s.TriggerBody,
+        responses: {
+          202: { description: 'the run was queued', schema: s.Accepted }, 400: badInput, 404: notFound,
+          409: { description: 'a run is active and the pipeline does not allow overlap (run_active)', schema: s.ErrorResponse },
+        },
+        handler: async (c, { params, body }) =>
+          c.json(await engine.trigger(params.id, { trigger: 'manual', params: body.params ?? {} }), 202),
+      }),
+      route({
+        method: 'POST', path: '/pipelines/:id/enable', tag: 'pipelines', summary: 'Enable or disable the schedule',
+        params: s.PipelineParams, body: s.EnableBody, bodyRequired: true,
+        responses: { 200: { description: 'the updated pipeline', schema: s.PipelineEnvelope }, 400: badInput, 404: notFound },
+        handler: async (c, { params, body }) => {
+          if (!(await updatePipeline(db.pool, params.id, { enabled: body.enabled }))) throw new NotFoundError(`pipeline ${params.id}`);
+          return c.json({ pipeline: await load(params.id) });
+        },
+      }),
+      route({
+        method: 'PUT', path: '/pipelines/:id/cron', tag: 'pipelines', summary: 'Change the schedule',
+        params: s.PipelineParams, body: s.CronBody, bodyRequired: true,
+        responses: {
+          200: { description: 'the updated pipeline', schema: s.PipelineEnvelope },
+          400: { description: 'invalid_cron, invalid_timezone or invalid_input', schema: s.ErrorResponse }, 404: notFound,
+        },
+        handler: async (c, { params, body }) => {
+          const cron = body.cron.trim();
+          const cronError = validateCron(cron);
+          if (cronError) throw new BadRequestError('invalid_cron', cronError);
+          const tzError = validateTimezone(body.timezone);
+          if (tzError) throw new BadRequestError('invalid_timezone', tzError);
+          if (!(await updatePipeline(db.pool, params.id, { cron, timezone: body.timezone }))) throw new NotFoundError(`pipeline ${params.id}`);
+          return c.json({ pipeline: await load(params.id) });
+        },
+      }),
+      route({
+        method: 'GET', path: '/pipelines/:id/runs', tag: 'runs', summary: 'Runs of a pipeline, newest first (keyset pages)',
+        params: s.PipelineParams, query: s.RunsQuery,
+        responses: { 200: { description: 'one page of runs (without steps)', schema: s.RunsPage }, 400: badInput, 404: notFound },
+        handler: async (c, { params, query }) => {
+          if (!(await getPipeline(db.pool, params.id))) throw new NotFoundError(`pipeline ${params.id}`);
+          return c.json(await listRuns(db.pool, params.id, query));
+        },
+      }),
+    ],
+  };
+}

@@ -1,0 +1,83 @@
+import { getRunDetail, getStepDetail } from '../../db/read';
+import { NotFoundError } from '../../steps/errors';
+import type { AppDeps } from '../context';
+import { HttpError } from '../errors';
+import { route, type RouteGroup } from '../route';
+import * as s from '../schemas';
+import { streamEvents } from '../sse';
+
+/** Runs: the drilldown, operator actions, and the live event stream (SPEC §6). */
+
+const runNotFound = { description: 'no such run (or step)', schema: s.ErrorResponse };
+const badInput = { description: 'invalid body', schema: s.ErrorResponse };
+const accepted = { description: 'accepted; the run is queued again', schema: s.Accepted };
+const conflict = (why: string) => ({ description: why, schema: s.ErrorResponse });
+
+export function runRoutes(deps: AppDeps): RouteGroup {
+  const { db, engine } = deps;
+  return {
+    base: '/api/etl',
+    routes: [
+      route({
+        method: 'GET', path: '/runs/:runId', tag: 'runs', summary: 'A run with all its steps and their attempts (the drilldown)',
+        params: s.RunParams,
+        responses: { 200: { description: 'the run', schema: s.RunEnvelope }, 404: runNotFound },
+        handler: async (c, { params }) => {
+          const run = await getRunDetail(db.pool, params.runId);
+          if (!run) throw new NotFoundError(`run ${params.runId}`);
+          return c.json({ run });
+        },
+      }),
+      route({
+        method: 'GET', path: '/runs/:runId/steps/:step', tag: 'runs', summary: 'One step: attempts, timings, rows, error, checkpoint',
+        params: s.StepParams,
+        responses: { 200: { description: 'the step', schema: s.StepEnvelope }, 404: runNotFound },
+        handler: async (c, { params }) => {
+          const step = await getStepDetail(db.pool, params.runId, params.step);
+          if (!step) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
+          return c.json({ step });
+        },
+      }),
+      route({
+        method: 'POST', path: '/runs/:runId/steps/:step/retry', tag: 'actions', summary: 'Retry a failed step; the run then continues',
+        params: s.StepParams, body: s.NoBody,
+        responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the step is not failed (step_not_failed) or the run is active (run_active)') },
+        handler: async (c, { params }) => c.json(await engine.retryStep(params.runId, params.step), 202),
+      }),
+      route({
+        method: 'POST', path: '/runs/:runId/resume', tag: 'actions', summary: 'Re-run every step not yet succeeded, reusing succeeded ones',
+        params: s.RunParams, body: s.NoBody,
+        responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run is active (run_active) or succeeded (run_succeeded)') },
+        handler: async (c, { params }) => c.json(await engine.resume(params.runId), 202),
+      }),
+      route({
+        method: 'POST', path: '/runs/:runId/rerun', tag: 'actions',
+        summary: 'Start a new run of the same pipeline from a step, reusing this run\'s checkpoints before it',
+        params: s.RunParams, body: s.RerunBody, bodyRequired: true,
+        responses: {
+          202: { description: 'the new run was queued', schema: s.Accepted }, 400: badInput, 404: runNotFound,
+          409: conflict('an earlier step has no checkpoint (checkpoint_missing) or the pipeline has an active run (run_active)'),
+        },
+        handler: async (c, { params, body }) => c.json(await engine.rerunFrom(params.runId, body.fromStep, body.params), 202),
+      }),
+      route({
+        method: 'POST', path: '/runs/:runId/cancel', tag: 'actions', summary: 'Stop a queued or running run',
+        params: s.RunParams, body: s.NoBody,
+        responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run already finished (run_finished)') },
+        handler: async (c, { params }) => c.json(await engine.cancel(params.runId), 202),
+      }),
+      route({
+        method: 'GET', path: '/events', tag: 'events', summary: 'Server-Sent Events: run and step status changes',
+        query: s.EventsQuery,
+        responses: {
+          200: { description: 'an event stream; each `message` event is one JSON run or step event', contentType: 'text/event-stream' },
+          503: { description: 'live events are not available in this process', schema: s.ErrorResponse },
+        },
+        handler: (c) => {
+          if (!deps.subscribeEvents) throw new HttpError(503, 'events_unavailable', 'live events are not available');
+          return streamEvents(c, deps.subscribeEvents, deps.sse);
+        },
+      }),
+    ],
+  };
+}

@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { decodeCursor } from '../db/read';
+import { RUN_STATUSES, STEP_STATUSES, TRIGGERS } from '../db/schema';
+
+/**
+ * Every input and output of the HTTP API as zod schemas: the routes validate with them
+ * and openapi.ts documents them, so the two cannot drift apart.
+ */
+
+// ---- path parameters (a value that fails these names nothing: 404) ----
+export const PipelineId = z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).describe('pipeline id, e.g. yespo.OVAGO');
+export const RunId = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i).describe('run id (UUID)');
+export const StepKey = z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/).describe('step key, e.g. transform');
+
+export const PipelineParams = z.strictObject({ id: PipelineId });
+export const RunParams = z.strictObject({ runId: RunId });
+export const StepParams = z.strictObject({ runId: RunId, step: StepKey });
+
+// ---- query strings ----
+export const NoQuery = z.strictObject({});
+export const RunsQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 100')
+    .transform(Number).pipe(z.number().int().min(1).max(100)).optional().describe('1..100, default 20'),
+  cursor: z.string().max(200).refine((c) => decodeCursor(c) !== null, 'cursor is not one this API returned').optional()
+    .describe('nextCursor of the previous page'),
+  status: z.enum(RUN_STATUSES).optional(),
+});
+export const EventsQuery = z.strictObject({
+  token: z.string().max(512).optional().describe('the API token, for EventSource clients that cannot send headers'),
+});
+
+// ---- bodies ----
+/**
+ * Run params end up in a jsonb column: Postgres rejects \u0000 and lone surrogates, and
+ * deep nesting costs stack; all of those must be a 400 here, not a 500 there.
+ */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+function jsonProblem(v: unknown, depth: number): string | null {
+  if (depth > 8) return 'params are nested too deeply (max 8 levels)';
+  if (typeof v === 'string') return v.includes('\u0000') || LONE_SURROGATE.test(v) ? 'params contain an invalid character' : null;
+  if (Array.isArray(v)) {
+    for (const x of v) { const p = jsonProblem(x, depth + 1); if (p) return p; }
+    return null;
+  }
+  if (v && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const p = jsonProblem(k, depth) ?? jsonProblem(x, depth + 1);
+      if (p) return p;
+    }
+  }
+  return null;
+}
+export const RunParamsBody = z.record(z.string().min(1).max(100), z.unknown())
+  .refine((v) => Object.keys(v).length <= 100, 'at most 100 params')
+  .superRefine((v, ctx) => {
+    const p = jsonProblem(v, 1);
+    if (p) ctx.addIssue({ code: 'custom', message: p });
+  })
+  .describe('free-form params passed to the run (JSON object)');
+
+export const NoBody = z.strictObject({});
+export const TriggerBody = z.strictObject({ params: RunParamsBody.optional() });
+export const EnableBody = z.strictObject({ enabled: z.boolean() });
+export const CronBody = z.strictObject({
+  cron: z.string().min(1).max(120).describe('5 fields, or 6 with seconds first'),
+  timezone: z.string().min(1).max(64).describe('IANA zone, e.g. Europe/Kyiv'),
+});
+export const RerunBody = z.strictObject({ fromStep: StepKey, params: RunParamsBody.optional() });
+
+// ---- responses ----
+/** Named response schemas: openapi.ts emits them as components and refers to them. */
+export const components = z.registry<{ id: string }>();
+
+const Time = z.string().describe('ISO 8601 UTC');
+const TimeOrNull = Time.nullable();
+
+export const ErrorResponse = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+}).register(components, { id: 'Error' });
+
+export const Attempt = z.object({
+  attempt: z.number().int(), status: z.string(), startedAt: TimeOrNull, finishedAt: TimeOrNull, error: z.string().nullable(),
+}).register(components, { id: 'Attempt' });
+
+export const Step = z.object({
+  key: z.string(), position: z.number().int(), status: z.enum(STEP_STATUSES), attempts: z.number().int(),
+  startedAt: TimeOrNull, finishedAt: TimeOrNull, rowsIn: z.number().int().nullable(), rowsOut: z.number().int().nullable(),
+  error: z.string().nullable(), checkpoint: z.unknown(), attemptsHistory: z.array(Attempt),
+}).register(components, { id: 'Step' });
+
+export const StepDetail = Step.extend({
+  errorStack: z.string().nullable(), output: z.unknown(), jobId: z.string().nullable(),
+}).register(components, { id: 'StepDetail' });
+
+export const Run = z.object({
+  id: z.string(), pipelineId: z.string(), status: z.enum(RUN_STATUSES), trigger: z.enum(TRIGGERS),
+  createdAt: Time, startedAt: TimeOrNull, finishedAt: TimeOrNull, error: z.string().nullable(),
+  parentRunId: z.string().nullable(), scheduledFor: TimeOrNull, params: z.record(z.string(), z.unknown()),
+  rows: z.object({ in: z.number().nullable().optional(), out: z.number().nullable().optional() }).nullable(),
+}).register(components, { id: 'Run' });
+
+export const RunDetail = Run.extend({ steps: z.array(Step) }).register(components, { id: 'RunDetail' });
+
+export const Pipeline = z.object({
+  id: z.string(), description: z.string(), workflow: z.string(), cron: z.string(), timezone: z.string(), enabled: z.boolean(),
+  concurrency: z.string(), catchup: z.string(), catchupCap: z.number().int(), config: z.record(z.string(), z.unknown()),
+  nextFireAt: TimeOrNull.describe('next tick of the schedule, whether or not the pipeline is enabled'),
+  sandbox: z.boolean(), steps: z.array(z.string()).describe('step keys of its workflow'),
+  lastRun: Run.nullable(), createdAt: Time, updatedAt: Time,
+}).register(components, { id: 'Pipeline' });
+
+export const PipelineList = z.object({ pipelines: z.array(Pipeline) });
+export const PipelineEnvelope = z.object({ pipeline: Pipeline });
+export const RunsPage = z.object({ runs: z.array(Run), nextCursor: z.string().nullable() });
+export const RunEnvelope = z.object({ run: RunDetail });
+export const StepEnvelope = z.object({ step: StepDetail });
+export const Accepted = z.object({ runId: z.string() });
+export const Health = z.object({ ok: z.boolean() });
+export const Ready = z.object({
+  ok: z.boolean(), checks: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
+});

@@ -1,0 +1,101 @@
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../lib/logger';
+import type { SubscribeEvents } from './context';
+
+/**
+ * Live run and step status for the /etl page. One Redis subscriber connection per api
+ * process feeds every connected browser from memory, so N clients cost one connection,
+ * not N. Events are a hint to re-fetch; Postgres stays the source of truth, so a client
+ * that falls behind is disconnected (it reconnects and reloads) rather than buffered.
+ */
+
+export interface EventHub {
+  subscribe: SubscribeEvents;
+  /** Connected listeners, for tests and metrics. */
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+/** `subscriber` becomes a dedicated subscriber connection: the hub owns and closes it. */
+export async function createEventHub(subscriber: Redis, channel: string, log: Logger): Promise<EventHub> {
+  const listeners = new Map<(data: string) => void, (() => void) | undefined>();
+  subscriber.on('error', () => {});
+  subscriber.on('message', (ch: string, message: string) => {
+    const data = ch === channel ? normalise(message) : null;
+    if (data === null) return;
+    for (const l of listeners.keys()) {
+      try {
+        l(data);
+      } catch (err) {
+        log.warn({ err: String(err) }, 'event listener failed');
+      }
+    }
+  });
+  // ioredis re-subscribes by itself after a reconnect.
+  await subscriber.subscribe(channel);
+  return {
+    subscribe(listener, onEnd) {
+      listeners.set(listener, onEnd);
+      return () => void listeners.delete(listener);
+    },
+    get size() {
+      return listeners.size;
+    },
+    async close() {
+      const ends = [...listeners.values()];
+      listeners.clear();
+      for (const end of ends) end?.();
+      subscriber.disconnect();
+    },
+  };
+}
+
+/**
+ * Only well-formed engine events are forwarded (the channel lives on a shared Redis), and
+ * re-serialised compactly so no newline can break the SSE framing.
+ */
+function normalise(message: string): string | null {
+  if (message.length > 16 * 1024) return null;
+  try {
+    const e = JSON.parse(message) as { type?: unknown; runId?: unknown } | null;
+    return e && (e.type === 'run' || e.type === 'step') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface SseOptions {
+  heartbeatMs?: number;
+  /** Writes a slow client may have outstanding before it is dropped. */
+  maxPending?: number;
+}
+
+export function streamEvents(c: Context, subscribe: SubscribeEvents, o: SseOptions = {}): Response {
+  // Proxies (nginx) must not buffer the stream.
+  c.header('X-Accel-Buffering', 'no');
+  return streamSSE(c, async (stream) => {
+    const closed = new Promise<void>((resolve) => stream.onAbort(resolve));
+    let pending = 0;
+    const write = (chunk: string) => {
+      if (stream.aborted || stream.closed) return;
+      if (pending >= (o.maxPending ?? 1_000)) {
+        stream.abort();
+        return;
+      }
+      pending++;
+      void stream.write(chunk).finally(() => pending--);
+    };
+    const unsubscribe = subscribe((data) => write(`data: ${data}\n\n`), () => stream.abort());
+    const heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000);
+    try {
+      // Opens the stream at once (the client sees `open`) and sets its reconnect delay.
+      write('retry: 3000\n: connected\n\n');
+      await closed;
+    } finally {
+      clearInterval(heartbeat);
+      unsubscribe();
+    }
+  }, async () => {});
+}
