@@ -1,0 +1,27 @@
+import { cpSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { buildWeb } from '../web/build';
+
+/** `npm run build`: the production bundle in dist/ (api, worker, migrate, migrations,
+ *  the page). npm packages stay external: the image installs production deps. */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.join(root, 'dist');
+rmSync(out, { recursive: true, force: true });
+await build({
+  entryPoints: { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'db/migrate.ts' },
+  absWorkingDir: root,
+  outdir: out,
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+  logLevel: 'warning',
+});
+cpSync(path.join(root, 'db/migrations'), path.join(out, 'migrations'), { recursive: true });
+await buildWeb(path.join(out, 'web'));
+process.stdout.write(`built ${out}\n`);

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+/** There is no Docker engine here: check the deployment files so they cannot silently rot. */
+
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, any> };
+const s = compose.services;
+
+describe('docker-compose.yml', () => {
+  it('has every service of the contract', () => {
+    expect(Object.keys(s).sort()).toEqual(['api', 'migrate', 'postgres', 'redis', 'web', 'worker']);
+  });
+
+  it('gives the worker 1 CPU and 512 MB with a heap that fits', () => {
+    expect(s.worker.cpus).toBe(1);
+    expect(s.worker.mem_limit).toBe('512m');
+    const heap = Number(/--max-old-space-size=(\d+)/.exec(s.worker.environment.NODE_OPTIONS)?.[1]);
+    expect(heap).toBeGreaterThan(128);
+    expect(heap).toBeLessThanOrEqual(384);
+    expect(s.worker.command).toEqual(['node', 'dist/worker.mjs']);
+    expect(s.worker.stop_grace_period).toBeDefined();
+  });
+
+  it('orders start-up with healthchecks and a one-shot migrate', () => {
+    for (const name of ['postgres', 'redis', 'api', 'web']) expect(s[name].healthcheck?.test, name).toBeDefined();
+    expect(s.migrate.restart).toBe('no');
+    expect(s.migrate.depends_on.postgres.condition).toBe('service_healthy');
+    for (const name of ['api', 'worker']) {
+      expect(s[name].depends_on.migrate.condition).toBe('service_completed_successfully');
+      expect(s[name].depends_on.redis.condition).toBe('service_healthy');
+    }
+    expect(s.web.depends_on.api.condition).toBe('service_healthy');
+  });
+
+  it('holds no secret: credentials come from the env file', () => {
+    const text = readFileSync('docker-compose.yml', 'utf8');
+    expect(text).not.toMatch(/ETL_API_TOKEN\s*[:=]|private_key|apiKey|ETL_CRED_/);
+    for (const name of ['api', 'worker', 'migrate']) expect(s[name].env_file).toEqual(['.env']);
+    expect(readFileSync('.gitignore', 'utf8')).toMatch(/^\.env$/m);
+  });
+});
+
+describe('Dockerfile', () => {
+  const text = readFileSync('Dockerfile', 'utf8');
+  it('is multi-stage on a Node LTS image, runs as non-root with production deps only', () => {
+    expect(text.match(/^FROM /gm)!.length).toBeGreaterThanOrEqual(3);
+    expect(text).toMatch(/FROM node:(22|24|26)[-.\w]* AS runtime/);
+    expect(text).toMatch(/npm ci --omit=dev/);
+    expect(text).toMatch(/^USER node$/m);
+    expect(text).toMatch(/AS web/);
+  });
+});
+
+describe('nginx config', () => {
+  const conf = readFileSync('deploy/nginx.conf', 'utf8');
+  it('passes nginx -t (Debian nginx)', () => {
+    const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
+    expect(nginx, 'nginx is installed by .ci/run').toBeDefined();
+    const dir = mkdtempSync(path.join(tmpdir(), 'etl-nginx-'));
+    mkdirSync(path.join(dir, 'logs'));
+    // `api` resolves only inside compose; everything else is checked as shipped.
+    writeFileSync(path.join(dir, 'site.conf'), conf.replace('server api:3000;', 'server 127.0.0.1:3000;'));
+    writeFileSync(path.join(dir, 'nginx.conf'),
+      `pid ${dir}/nginx.pid;\nerror_log ${dir}/logs/error.log;\nevents {}\nhttp {\n  access_log off;\n  include ${dir}/site.conf;\n}\n`);
+    const out = execFileSync(nginx!, ['-t', '-p', dir, '-c', path.join(dir, 'nginx.conf')], { encoding: 'utf8', stdio: 'pipe' });
+    expect(out).toBeDefined();
+  });
+
+  it('streams SSE unbuffered, keeps the public Host for the CSRF check, and hides /metrics', () => {
+    const sse = /location = \/api\/etl\/events \{([\s\S]*?)\n {4}\}/.exec(conf)?.[1] ?? '';
+    expect(sse).toMatch(/proxy_buffering off;/);
+    expect(sse).toMatch(/proxy_http_version 1\.1;/);
+    expect(conf).toMatch(/proxy_set_header Host \$host;/);
+    expect(conf).not.toMatch(/location[^{]*metrics/);
+    expect(conf).toMatch(/location \/ \{ return 404; \}/);
+  });
+});
+
+describe('production build', () => {
+  it('bundles api, worker and migrate, with migrations and the page', () => {
+    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { stdio: 'pipe' });
+    for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
+      expect(existsSync(path.join('dist', f)), f).toBe(true);
+    }
+  }, 60_000);
+});
