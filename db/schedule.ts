@@ -149,3 +149,28 @@ export async function scheduledRunIds(q: Q, ticks: { pipelineId: string; schedul
   );
   return new Map(rows.map((r) => [`${r.pipeline_id}|${r.scheduled_for.getTime()}`, r.id]));
 }
+
+/** Scheduler health for /metrics: how late recent ticks fired, how many claimed ticks
+ *  nobody handled, and each pipeline's cursor (the caller works out overdue ones). */
+export async function schedulerHealth(q: Q, windowMinutes = 15): Promise<{
+  maxLagMs: number | null; p99LagMs: number | null; stalePending: number; fired: number; skipped: number; missed: number;
+}> {
+  const { rows } = await q.query(
+    `select max(lag_ms) as max_lag, percentile_disc(0.99) within group (order by lag_ms) as p99_lag,
+       count(*) filter (where outcome = 'pending' and recorded_at < now() - interval '30 seconds')::int as stale_pending,
+       count(*) filter (where outcome = 'fired')::int as fired,
+       count(*) filter (where outcome in ('skipped_overlap', 'skipped_disabled'))::int as skipped,
+       count(*) filter (where outcome = 'missed')::int as missed
+     from etl_schedule_ticks where scheduled_for > now() - make_interval(mins => $1)`,
+    [windowMinutes],
+  );
+  const r = rows[0];
+  return { maxLagMs: r.max_lag, p99LagMs: r.p99_lag, stalePending: r.stale_pending, fired: r.fired, skipped: r.skipped, missed: r.missed };
+}
+
+/** Enabled pipelines whose scheduler cursor is behind a due tick by more than `graceMs`:
+ *  nobody is scheduling them (all workers down, or a stuck scheduler). */
+export async function enabledCursors(q: Q): Promise<{ id: string; cron: string; timezone: string; cursor: Date | null }[]> {
+  const { rows } = await q.query(`select id, cron, timezone, schedule_cursor as cursor from etl_pipelines where enabled`);
+  return rows;
+}

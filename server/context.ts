@@ -33,5 +33,5 @@ export interface AppDeps {
   /** SSE tuning (tests shorten the heartbeat). */
   sse?: { heartbeatMs?: number; maxPending?: number };
   /** Whether a pipeline reads the built-in sandbox sources (no credentials configured). */
-  sandbox?: (pipelineId: string) => boolean;
+  sandbox?: (pipeline: { id: string; workflow: string; config: Record<string, unknown> }) => Promise<boolean>;
 }

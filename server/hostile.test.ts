@@ -48,7 +48,7 @@ const ROUTES: [string, string][] = [
   ['GET', '/api/etl/pipelines/{p}'], ['POST', '/api/etl/pipelines/{p}/trigger'], ['POST', '/api/etl/pipelines/{p}/enable'],
   ['PUT', '/api/etl/pipelines/{p}/cron'], ['GET', '/api/etl/pipelines/{p}/runs'], ['GET', '/api/etl/runs/{r}'],
   ['GET', '/api/etl/runs/{r}/steps/{s}'], ['POST', '/api/etl/runs/{r}/steps/{s}/retry'], ['POST', '/api/etl/runs/{r}/resume'],
-  ['POST', '/api/etl/runs/{r}/rerun'], ['POST', '/api/etl/runs/{r}/cancel'],
+  ['POST', '/api/etl/runs/{r}/rerun'], ['POST', '/api/etl/runs/{r}/cancel'], ['GET', '/api/etl/pipelines/{p}/ticks'],
 ];
 const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json']];
 const VALID = { p: 'demo', r: () => runId, s: 'transform' };
@@ -92,6 +92,9 @@ describe('hostile input never causes a 5xx or a change', () => {
       'cursor=%F0%9F%9A%80', 'limit=1&limit=2', '__proto__=1', 'constructor=1', 'x=' + 'y'.repeat(10_000),
     ];
     for (const q of queries) await expectRefused('GET', `${runsPath}?${q}`);
+    for (const q of ['limit=0', 'limit=501', 'before=yesterday', "before='; drop table etl_runs;--", 'x=1', 'before=%00']) {
+      await expectRefused('GET', `/api/etl/pipelines/demo/ticks?${q}`);
+    }
     for (const [method, template] of ALL_ROUTES.filter(([, p]) => !p.endsWith('/events'))) {
       const path = fill(template, '', '');
       await expectRefused(method, `${path}?unknown=%3Cscript%3E`, { body: method === 'GET' ? undefined : validBody(template) });

@@ -6,7 +6,8 @@ import { loadConfigOrExit } from '../config';
 import { createDatabase } from '../db/client';
 import { createLogger } from '../lib/logger';
 import { registerSecret } from '../lib/redact';
-import { defaultRegistry } from '../workflows';
+import { defaultRegistry, sourceOf } from '../workflows';
+import { createServices } from '../steps/services';
 import { createEngine } from '../workflows/engine/engine';
 import { eventsChannel } from '../workflows/engine/events';
 import { createApp } from './app';
@@ -23,6 +24,7 @@ const db = createDatabase(config.DATABASE_URL, { applicationName: 'etl-api' });
 const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 });
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 const registry = defaultRegistry();
+const services = createServices({ config, db, redis, log });
 const engine = createEngine({ db, redis, queueName: config.ETL_QUEUE, registry, log });
 const hub = await createEventHub(new Redis(config.REDIS_URL), eventsChannel(config.ETL_QUEUE), log);
 
@@ -31,8 +33,12 @@ const app = createApp({
   db, redis, engine, log, registry,
   config: { apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE },
   subscribeEvents: hub.subscribe,
-  // Until credentials resolve per pipeline here, sandbox mode is all-or-nothing.
-  sandbox: config.SANDBOX_BIGQUERY_URL || config.SANDBOX_CLICKHOUSE_URL || config.SANDBOX_YESPO_URL ? () => true : undefined,
+  // A pipeline is labelled sandbox when its credential resolves nowhere and a sandbox
+  // source stands in for it (the same rule the worker applies).
+  sandbox: async (p) => {
+    const src = sourceOf(p);
+    return src ? services.isSandboxed(src.credential, src.kind) : false;
+  },
   webDir: process.env.NODE_ENV !== 'production' && existsSync(webDir) ? webDir : undefined,
 });
 

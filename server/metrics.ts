@@ -1,6 +1,8 @@
 import type { MiddlewareHandler } from 'hono';
 import client from 'prom-client';
 import { statusCounts } from '../db/read';
+import { enabledCursors, schedulerHealth } from '../db/schedule';
+import { nextFireTime } from '../lib/cron';
 import type { Logger } from '../lib/logger';
 import type { AppDeps, SubscribeEvents } from './context';
 
@@ -71,6 +73,46 @@ export function createMetrics(o: {
         for (const s of JOB_STATES) this.set({ state: s }, c[s] ?? 0);
       } catch {
         scrapeErrors.inc({ source: 'redis' });
+      }
+    },
+  });
+
+  // Scheduler health, from the tick log (BullMQ schedulers have silently stopped in the
+  // past; ours is watched from outside the process that runs it).
+  new client.Gauge({
+    name: 'etl_scheduler_tick_lag_seconds', help: 'Lag from cron tick to run enqueued, last 15 min', labelNames: ['quantile'], registers: [registry],
+    async collect() {
+      try {
+        const h = await schedulerHealth(o.db.pool);
+        this.set({ quantile: 'max' }, (h.maxLagMs ?? 0) / 1000);
+        this.set({ quantile: '0.99' }, (h.p99LagMs ?? 0) / 1000);
+      } catch {
+        scrapeErrors.inc({ source: 'postgres' });
+      }
+    },
+  });
+  new client.Gauge({
+    name: 'etl_scheduler_stale_pending_ticks', help: 'Ticks claimed over 30 s ago and not yet handled', registers: [registry],
+    async collect() {
+      try {
+        this.set((await schedulerHealth(o.db.pool)).stalePending);
+      } catch {
+        scrapeErrors.inc({ source: 'postgres' });
+      }
+    },
+  });
+  new client.Gauge({
+    name: 'etl_scheduler_overdue_pipelines', help: 'Enabled pipelines with a tick due over 60 s ago that no scheduler handled', registers: [registry],
+    async collect() {
+      try {
+        const now = Date.now();
+        const overdue = (await enabledCursors(o.db.pool)).filter((p) => {
+          const next = p.cursor ? nextFireTime(p.cron, p.timezone, p.cursor) : null;
+          return next !== null && now - next.getTime() > 60_000;
+        });
+        this.set(overdue.length);
+      } catch {
+        scrapeErrors.inc({ source: 'postgres' });
       }
     },
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getRunDetail, getStepDetail } from '../db/read';
 import * as runs from '../db/runs';
 import { waitFor } from '../test/helpers';
-import { Accepted, ErrorResponse, PipelineEnvelope, PipelineList, RunEnvelope, RunsPage, StepEnvelope } from './schemas';
+import { Accepted, ErrorResponse, PipelineEnvelope, PipelineList, RunEnvelope, RunsPage, StepEnvelope, TickList } from './schemas';
 import { createTestApp, demoSeed, type TestApp } from './testing';
 
 /** Every /api/etl route of SPEC §6 through app.request, against real Postgres and Redis with a worker. */
@@ -31,6 +31,22 @@ async function triggerAndWait(pipeline: string, status: string, body?: unknown) 
 }
 
 describe('pipelines', () => {
+  it('shows the tick log newest first: why did a scheduled run not happen', async () => {
+    await t.h.db.pool.query(
+      `insert into etl_schedule_ticks (pipeline_id, scheduled_for, outcome, detail) values
+         ('paged', '2026-11-26T01:00:00Z', 'skipped_overlap', 'the previous run was still active'),
+         ('paged', '2026-11-26T02:00:00Z', 'missed', 'missed while no scheduler ran (catch-up policy: none)'),
+         ('paged', '2026-11-26T03:00:00Z', 'skipped_disabled', null)`);
+    const r = await t.call('GET', api('/pipelines/paged/ticks?limit=2'));
+    expect(r.status).toBe(200);
+    const { ticks } = TickList.parse(r.body);
+    expect(ticks.map((x) => [x.scheduledFor, x.outcome])).toEqual([
+      ['2026-11-26T03:00:00.000Z', 'skipped_disabled'], ['2026-11-26T02:00:00.000Z', 'missed']]);
+    const older = TickList.parse((await t.call('GET', api('/pipelines/paged/ticks?before=2026-11-26T02:00:00Z'))).body);
+    expect(older.ticks.map((x) => x.detail)).toEqual(['the previous run was still active']);
+    expect((await t.call('GET', api('/pipelines/nope/ticks'))).status).toBe(404);
+  });
+
   it('lists pipelines with schedule, next fire time, sandbox flag, steps and last run', async () => {
     await triggerAndWait('demo', 'succeeded');
     const r = await t.call('GET', api('/pipelines'));

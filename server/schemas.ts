@@ -25,6 +25,18 @@ export const RunsQuery = z.strictObject({
     .describe('nextCursor of the previous page'),
   status: z.enum(RUN_STATUSES).optional(),
 });
+export const TicksQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 500')
+    .transform(Number).pipe(z.number().int().min(1).max(500)).optional().describe('1..500, default 50'),
+  before: z.string().max(40).refine((v) => !Number.isNaN(Date.parse(v)), 'before must be an ISO timestamp').optional()
+    .describe('only ticks scheduled before this instant'),
+});
+export const TickList = z.object({
+  ticks: z.array(z.object({
+    scheduledFor: z.string(), outcome: z.enum(['pending', 'fired', 'skipped_overlap', 'skipped_disabled', 'missed']),
+    runId: z.string().nullable(), catchUp: z.boolean(), detail: z.string().nullable(), recordedAt: z.string(), lagMs: z.number().nullable(),
+  })),
+});
 export const EventsQuery = z.strictObject({
   token: z.string().max(512).optional().describe('the API token, for EventSource clients that cannot send headers'),
 });

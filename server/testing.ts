@@ -69,7 +69,7 @@ export async function createTestApp(o: {
     subscribeEvents: hub.subscribe,
     registry: createRegistry([demoWorkflow]),
     webDir: 'web/dist',
-    sandbox: (id) => id === 'sandboxed',
+    sandbox: async (p) => p.id === 'sandboxed',
     ...o.deps,
   });
   const bodies: string[] = [];

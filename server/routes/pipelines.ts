@@ -1,5 +1,6 @@
 import { getPipeline, updatePipeline } from '../../db/pipelines';
 import { getPipelineWithLastRun, listPipelinesWithLastRun, listRuns, type PipelineView } from '../../db/read';
+import { listTicks } from '../../db/schedule';
 import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
 import { NotFoundError } from '../../steps/errors';
 import type { AppDeps } from '../context';
@@ -26,11 +27,11 @@ function redactConfig(v: unknown, depth = 0): unknown {
 export function pipelineRoutes(deps: AppDeps): RouteGroup {
   const { db, engine } = deps;
 
-  const present = (p: PipelineView) => ({
+  const present = async (p: PipelineView) => ({
     ...p,
     config: redactConfig(p.config) as Record<string, unknown>,
     nextFireAt: nextFireTime(p.cron, p.timezone)?.toISOString() ?? null,
-    sandbox: deps.sandbox?.(p.id) ?? false,
+    sandbox: (await deps.sandbox?.(p).catch(() => false)) ?? false,
     steps: deps.registry?.get(p.workflow)?.steps.map((x) => x.key) ?? [],
   });
 
@@ -46,7 +47,7 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
       route({
         method: 'GET', path: '/pipelines', tag: 'pipelines', summary: 'List pipelines with schedule, next fire time and last run',
         responses: { 200: { description: 'the pipelines', schema: s.PipelineList } },
-        handler: async (c) => c.json({ pipelines: (await listPipelinesWithLastRun(db.pool)).map(present) }),
+        handler: async (c) => c.json({ pipelines: await Promise.all((await listPipelinesWithLastRun(db.pool)).map(present)) }),
       }),
       route({
         method: 'GET', path: '/pipelines/:id', tag: 'pipelines', summary: 'One pipeline', params: s.PipelineParams,
@@ -96,6 +97,19 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
         handler: async (c, { params, query }) => {
           if (!(await getPipeline(db.pool, params.id))) throw new NotFoundError(`pipeline ${params.id}`);
           return c.json(await listRuns(db.pool, params.id, query));
+        },
+      }),
+      route({
+        method: 'GET', path: '/pipelines/:id/ticks', tag: 'pipelines',
+        summary: 'The scheduler tick log: every due cron tick and what happened to it (fired, skipped, missed)',
+        params: s.PipelineParams, query: s.TicksQuery,
+        responses: { 200: { description: 'ticks, newest first', schema: s.TickList }, 400: badInput, 404: notFound },
+        handler: async (c, { params, query }) => {
+          if (!(await getPipeline(db.pool, params.id))) throw new NotFoundError(`pipeline ${params.id}`);
+          const ticks = await listTicks(db.pool, params.id, query.limit ?? 50, query.before ? new Date(query.before) : undefined);
+          return c.json({
+            ticks: ticks.map((t) => ({ ...t, scheduledFor: t.scheduledFor.toISOString(), recordedAt: t.recordedAt.toISOString() })),
+          });
         },
       }),
     ],
