@@ -32,8 +32,11 @@ export const configSchema = z.object({
   /** Days that step checkpoints of finished runs are kept for resume / rerun. */
   CHECKPOINT_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(14),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Run the built-in sandbox sources for pipelines without credentials (npm start). */
-  ETL_SANDBOX: z.enum(['0', '1']).default('0'),
+  /** Built-in sandbox sources (npm start starts them): a pipeline whose credential is
+   *  configured nowhere reads from these instead, and is labelled sandbox. */
+  SANDBOX_BIGQUERY_URL: url('SANDBOX_BIGQUERY_URL').optional(),
+  SANDBOX_CLICKHOUSE_URL: url('SANDBOX_CLICKHOUSE_URL').optional(),
+  SANDBOX_YESPO_URL: url('SANDBOX_YESPO_URL').optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

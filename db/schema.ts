@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
-  bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid,
+  bigserial, boolean, customType, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid,
 } from 'drizzle-orm/pg-core';
 
 /** Every table of the platform. Migrations are generated from this file by drizzle-kit. */
@@ -128,3 +128,22 @@ export const etlScheduleTicks = pgTable('etl_schedule_ticks', {
   primaryKey({ columns: [t.pipelineId, t.scheduledFor] }),
   index('etl_schedule_ticks_pending_idx').on(t.recordedAt).where(sql`${t.outcome} = 'pending'`),
 ]);
+
+/** bq.projects' Postgres sink (SPEC §2): one row per BigQuery project, upserted by
+ *  project_id through steps/sinks/postgres-upsert.ts. The first seven columns mirror the
+ *  source; created_at / updated_at are the project's own lifecycle times as the source
+ *  reports them and source_updated_at is the source row's last-modified time. The last two
+ *  are written by the sink only when a run inserts or actually changes the row, so an
+ *  unchanged re-run rewrites nothing. */
+export const bqProjects = pgTable('bq_projects', {
+  projectId: text('project_id').primaryKey(),
+  name: text('name').notNull(),
+  status: text('status'),
+  ownerEmail: text('owner_email'),
+  budgetUsd: doublePrecision('budget_usd'),
+  createdAt: ts('created_at'),
+  updatedAt: ts('updated_at'),
+  sourceUpdatedAt: ts('source_updated_at'),
+  lastRunId: uuid('last_run_id'),
+  syncedAt: ts('synced_at').notNull().defaultNow(),
+});

@@ -1,0 +1,181 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { bqProjects } from './schema';
+
+/**
+ * Bulk loads into sink tables: COPY into a temporary stage, then one set-based
+ * INSERT … ON CONFLICT merge, all in one transaction, so a load is all-or-nothing and a
+ * re-run converges to the same rows. Identifiers never come from input: a table must be in
+ * SINK_TABLES and every column must be one of its real columns (read from the drizzle
+ * schema the migrations are generated from); they are still quoted.
+ */
+
+export interface SinkColumn {
+  name: string;
+  sqlType: string;
+  notNull: boolean;
+  hasDefault: boolean;
+}
+
+export interface SinkTable {
+  name: string;
+  columns: readonly SinkColumn[];
+  primaryKey: readonly string[];
+  /** Bookkeeping columns the merge fills itself (the run that last changed a row, when). */
+  runIdColumn: string | null;
+  syncedAtColumn: string | null;
+}
+
+function describe(table: PgTable, managed: { runId?: string; syncedAt?: string }): SinkTable {
+  const cfg = getTableConfig(table);
+  const pk = cfg.columns.filter((c) => c.primary).map((c) => c.name);
+  for (const p of cfg.primaryKeys) pk.push(...p.columns.map((c) => c.name));
+  return {
+    name: cfg.name,
+    columns: cfg.columns.map((c) => ({ name: c.name, sqlType: c.getSQLType(), notNull: c.notNull, hasDefault: c.hasDefault })),
+    primaryKey: pk,
+    runIdColumn: managed.runId ?? null,
+    syncedAtColumn: managed.syncedAt ?? null,
+  };
+}
+
+export const SINK_TABLES = {
+  bq_projects: describe(bqProjects, { runId: 'last_run_id', syncedAt: 'synced_at' }),
+} as const satisfies Record<string, SinkTable>;
+export type SinkTableName = keyof typeof SINK_TABLES;
+
+/** Postgres quote_ident: the name inside double quotes, embedded quotes doubled. */
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** A validated load: which table, which columns (in COPY order), which key. */
+export interface LoadTarget {
+  table: SinkTable;
+  columns: readonly SinkColumn[];
+  keyColumns: readonly string[];
+}
+
+const STAGE = 'etl_upsert_stage';
+const ORD = 'etl_ord';
+
+/** Validates names against the whitelist; throws an Error saying what is wrong. `keyColumns`
+ *  null = a plain COPY (no key needed). */
+export function resolveTarget(table: string, columns: readonly string[], keyColumns: readonly string[] | null): LoadTarget {
+  if (!Object.hasOwn(SINK_TABLES, table)) throw new Error(`unknown sink table ${JSON.stringify(table)} (known: ${Object.keys(SINK_TABLES).join(', ')})`);
+  const t: SinkTable = SINK_TABLES[table as SinkTableName];
+  const byName = new Map(t.columns.map((c) => [c.name, c]));
+  const managed = [t.runIdColumn, t.syncedAtColumn].filter(Boolean);
+  if (columns.length === 0) throw new Error(`${t.name}: no columns given`);
+  if (new Set(columns).size !== columns.length) throw new Error(`${t.name}: a column is listed twice`);
+  for (const c of columns) {
+    if (!byName.has(c) || c === ORD) throw new Error(`${t.name} has no column ${JSON.stringify(c)}`);
+    if (keyColumns && managed.includes(c)) throw new Error(`${t.name}.${c} is filled by the sink itself; leave it out of columns`);
+  }
+  for (const c of t.columns) {
+    if (c.notNull && !c.hasDefault && !columns.includes(c.name)) throw new Error(`${t.name}.${c.name} is NOT NULL without a default: it must be among the columns`);
+  }
+  if (keyColumns) {
+    // ON CONFLICT needs a unique index on exactly these columns; the primary key is the one we know.
+    const pk = [...t.primaryKey].sort().join(',');
+    if ([...keyColumns].sort().join(',') !== pk || keyColumns.some((k) => !columns.includes(k))) {
+      throw new Error(`${t.name}: keyColumns must be its primary key (${t.primaryKey.join(', ')}) and be among the columns`);
+    }
+  }
+  return { table: t, columns: columns.map((c) => byName.get(c)!), keyColumns: keyColumns ?? [] };
+}
+
+export interface StageMergeResult {
+  /** Rows COPY put into the stage. */
+  staged: number;
+  /** Distinct keys among them (the last row of each key won). */
+  distinct: number;
+  inserted: number;
+  /** Existing rows whose values changed; unchanged rows are not rewritten. */
+  updated: number;
+}
+
+function mergeSql(t: LoadTarget): string {
+  const q = quoteIdent;
+  const cols = t.columns.map((c) => q(c.name));
+  const keys = t.keyColumns.map(q);
+  const data = t.columns.filter((c) => !t.keyColumns.includes(c.name)).map((c) => q(c.name));
+  const managed = [t.table.runIdColumn, t.table.syncedAtColumn].filter((c): c is string => c !== null).map(q);
+  const managedVals = [...(t.table.runIdColumn ? ['$1::uuid'] : []), ...(t.table.syncedAtColumn ? ['now()'] : [])];
+  const onConflict = data.length === 0
+    ? 'do nothing'
+    : `do update set ${[...data, ...managed].map((c) => `${c} = excluded.${c}`).join(', ')}
+       where (${data.map((c) => `t.${c}`).join(', ')}) is distinct from (${data.map((c) => `excluded.${c}`).join(', ')})`;
+  // DISTINCT ON over the ordinal: the last row of a key wins, and ON CONFLICT never sees a
+  // key twice ("cannot affect row a second time"). xmax = 0 marks a freshly inserted row.
+  return `with src as (
+      select distinct on (${keys.join(', ')}) ${cols.join(', ')} from ${STAGE} order by ${keys.join(', ')}, ${ORD} desc
+    ), up as (
+      insert into ${q(t.table.name)} as t (${[...cols, ...managed].join(', ')})
+      select ${[...cols, ...managedVals].join(', ')} from src
+      on conflict (${keys.join(', ')}) ${onConflict}
+      returning (xmax = 0) as ins
+    )
+    select (select count(*) from src) as distinct_rows,
+           count(*) filter (where ins) as inserted, count(*) filter (where not ins) as updated
+    from up`;
+}
+
+async function copyIn(client: pg.PoolClient, sql: string, data: AsyncIterable<string>, signal?: AbortSignal): Promise<number> {
+  const stream = client.query(copyFrom(sql));
+  // pipeline() awaits each write's drain, so at most a socket buffer plus one chunk is held;
+  // on an error or abort it destroys the COPY, which sends CopyFail to the server.
+  await (signal ? pipeline(Readable.from(data), stream, { signal }) : pipeline(Readable.from(data), stream));
+  return stream.rowCount;
+}
+
+async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>, tx: boolean): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    if (tx) await client.query('begin');
+    const out = await fn(client);
+    if (tx) await client.query('commit');
+    return out;
+  } catch (err) {
+    // A connection whose rollback fails is in an unknown state: drop it rather than reuse.
+    if (tx) await client.query('rollback').catch((e: Error) => { broken = e; });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Upsert: COPY `data` (COPY text-format lines in the target's column order) into a
+ *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, commit.
+ *  Any failure rolls back everything, including the stage. */
+export async function copyAndMerge(pool: pg.Pool, a: {
+  target: LoadTarget;
+  runId: string;
+  data: AsyncIterable<string>;
+  signal?: AbortSignal;
+  beforeMerge?: (staged: number) => void | Promise<void>;
+}): Promise<StageMergeResult> {
+  const t = a.target;
+  const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
+  return withClient(pool, async (client) => {
+    // The sort behind DISTINCT ON spills to disk at the 4 MB default; this is per-transaction.
+    await client.query(`set local work_mem = '64MB'`);
+    await client.query(`create temp table ${STAGE} on commit drop as select ${cols} from ${quoteIdent(t.table.name)} with no data`);
+    await client.query(`alter table ${STAGE} add column ${ORD} bigint generated always as identity`);
+    const staged = await copyIn(client, `copy ${STAGE} (${cols}) from stdin`, a.data, a.signal);
+    a.signal?.throwIfAborted();
+    await a.beforeMerge?.(staged);
+    const { rows } = await client.query(mergeSql(t), [a.runId]);
+    // A cancel that arrived during the merge still wins: nothing is committed.
+    a.signal?.throwIfAborted();
+    return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };
+  }, true);
+}
+
+/** Plain COPY straight into the table (one statement, so atomic): no dedupe, no upsert. */
+export async function copyIntoTable(pool: pg.Pool, a: { target: LoadTarget; data: AsyncIterable<string>; signal?: AbortSignal }): Promise<number> {
+  const cols = a.target.columns.map((c) => quoteIdent(c.name)).join(', ');
+  return withClient(pool, (client) => copyIn(client, `copy ${quoteIdent(a.target.table.name)} (${cols}) from stdin`, a.data, a.signal), false);
+}

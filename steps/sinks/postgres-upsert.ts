@@ -1,0 +1,169 @@
+import type { Database } from '../../db/client';
+import { copyAndMerge, copyIntoTable, resolveTarget, type LoadTarget, type SinkTableName } from '../../db/upsert';
+import { NonRetryableError } from '../errors';
+import { checkRowCount, type DataCheckPolicy } from './data-check';
+
+/**
+ * Bulk upsert of streamed rows into a whitelisted Postgres table (bq.projects' sink).
+ * Rows are encoded as COPY text format here and loaded by db/upsert.ts in one transaction:
+ * all or nothing, no duplicates on re-run, unchanged rows left untouched. Memory stays flat:
+ * one batch plus one COPY chunk, whatever the table size.
+ *
+ * Values: null/undefined → NULL; Date → ISO 8601; objects and arrays → JSON; everything else
+ * → String(v). Row properties are the table's column names.
+ *
+ * NUL (U+0000): Postgres text cannot store it. By default a value containing one fails the
+ * load with a NonRetryableError naming the row and column (the data is wrong upstream and an
+ * operator should see it); `nulBytes: 'strip'` removes NULs instead.
+ */
+
+export interface UpsertRowsArgs {
+  db: Database;
+  table: SinkTableName;
+  /** Must be the table's primary key. */
+  keyColumns: string[];
+  /** Columns to load, in any order; row properties of other names are ignored. */
+  columns: string[];
+  batches: AsyncIterable<readonly Record<string, unknown>[]>;
+  runId: string;
+  signal?: AbortSignal;
+  /** Data check against `lastGoodRows` (e.g. the last good run's row count), before the merge. */
+  check?: DataCheckPolicy;
+  lastGoodRows?: number | null;
+  nulBytes?: 'reject' | 'strip';
+}
+
+export interface UpsertRowsResult {
+  /** Rows received. */
+  rows: number;
+  inserted: number;
+  updated: number;
+  /** Keys already present with identical values (not rewritten). */
+  unchanged: number;
+  /** Rows whose key repeated an earlier row's in this load (the last one won). */
+  duplicates: number;
+}
+
+export interface CopyRowsArgs {
+  db: Database;
+  table: SinkTableName;
+  columns: string[];
+  batches: AsyncIterable<readonly Record<string, unknown>[]>;
+  signal?: AbortSignal;
+  nulBytes?: 'reject' | 'strip';
+}
+
+/** Rows per COPY message: large enough to amortise the per-write cost, small enough to
+ *  keep memory flat (measured: no gain beyond this). */
+const CHUNK_CHARS = 256 * 1024;
+
+export async function upsertRows(a: UpsertRowsArgs): Promise<UpsertRowsResult> {
+  const target = resolve(a.table, a.columns, a.keyColumns);
+  const enc = new Encoder(target, a.nulBytes ?? 'reject');
+  try {
+    const r = await copyAndMerge(a.db.pool, {
+      target,
+      runId: a.runId,
+      data: enc.lines(a.batches, a.signal),
+      signal: a.signal,
+      beforeMerge: (staged) => checkRowCount(staged, a.lastGoodRows ?? null, a.check),
+    });
+    return { rows: r.staged, inserted: r.inserted, updated: r.updated, unchanged: r.distinct - r.inserted - r.updated, duplicates: r.staged - r.distinct };
+  } catch (err) {
+    throw translate(err, a.table, a.signal);
+  }
+}
+
+/** The same rows through one plain COPY into the table: no stage, no dedupe, no upsert. The
+ *  raw-COPY baseline of the sinks benchmark; also fine for loading an empty table. */
+export async function copyRows(a: CopyRowsArgs): Promise<{ rows: number }> {
+  const target = resolve(a.table, a.columns, null);
+  const enc = new Encoder(target, a.nulBytes ?? 'reject');
+  try {
+    return { rows: await copyIntoTable(a.db.pool, { target, data: enc.lines(a.batches, a.signal), signal: a.signal }) };
+  } catch (err) {
+    throw translate(err, a.table, a.signal);
+  }
+}
+
+function resolve(table: string, columns: string[], keyColumns: string[] | null): LoadTarget {
+  try {
+    return resolveTarget(table, columns, keyColumns);
+  } catch (err) {
+    throw new NonRetryableError(`postgres sink: ${(err as Error).message}`);
+  }
+}
+
+/** Bad data (SQLSTATE class 22) and constraint violations (23) fail the same way on every
+ *  attempt; connection and server trouble stays retryable. An abort surfaces as the
+ *  signal's reason, whatever the stream layer wrapped it in. */
+function translate(err: unknown, table: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason;
+  const pgErr = err as { code?: unknown; message?: string; where?: string; detail?: string };
+  if (typeof pgErr.code === 'string' && /^2[23]/.test(pgErr.code)) {
+    const where = pgErr.where ? ` (${pgErr.where.slice(0, 300)})` : '';
+    return new NonRetryableError(`postgres sink ${table}: ${pgErr.message}${where}`, { sqlstate: pgErr.code });
+  }
+  return err;
+}
+
+const SPECIAL = /[\\\n\r\t\0]/;
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** Rows → COPY text format: tab-separated, `\N` for NULL, backslash escapes for backslash,
+ *  newline, carriage return and tab (so no value can end a row, split a column or forge
+ *  the `\.` end marker). Multi-byte UTF-8 needs no escaping. */
+class Encoder {
+  rows = 0;
+  private readonly names: string[];
+  private readonly isKey: boolean[];
+
+  constructor(private target: LoadTarget, private nul: 'reject' | 'strip') {
+    this.names = target.columns.map((c) => c.name);
+    this.isKey = this.names.map((n) => target.keyColumns.includes(n));
+  }
+
+  async *lines(batches: AsyncIterable<readonly Record<string, unknown>[]>, signal?: AbortSignal): AsyncGenerator<string> {
+    let buf = '';
+    for await (const batch of batches) {
+      signal?.throwIfAborted();
+      for (const row of batch) {
+        this.rows++;
+        for (let i = 0; i < this.names.length; i++) {
+          if (i > 0) buf += '\t';
+          buf += this.value(row[this.names[i]], i);
+        }
+        buf += '\n';
+      }
+      if (buf.length >= CHUNK_CHARS) {
+        yield buf;
+        buf = '';
+      }
+    }
+    if (buf) yield buf;
+  }
+
+  private value(v: unknown, col: number): string {
+    if (v === null || v === undefined) {
+      if (this.isKey[col]) this.fail(col, 'key column is null');
+      return '\\N';
+    }
+    let s: string;
+    if (typeof v === 'string') s = v;
+    else if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
+    else if (v instanceof Date) {
+      if (Number.isNaN(v.getTime())) this.fail(col, 'invalid Date');
+      return v.toISOString();
+    } else s = JSON.stringify(v);
+    if (!SPECIAL.test(s)) return s;
+    if (s.includes('\0')) {
+      if (this.nul === 'reject') this.fail(col, 'value contains a NUL character, which Postgres text cannot store (nulBytes: "strip" removes it)');
+      s = s.replaceAll('\0', '');
+    }
+    return s.replace(/[\\\n\r\t]/g, (c) => ESCAPES[c]);
+  }
+
+  private fail(col: number, why: string): never {
+    throw new NonRetryableError(`postgres sink ${this.target.table.name}: row ${this.rows}, column ${this.names[col]}: ${why}`);
+  }
+}

@@ -1,0 +1,50 @@
+import { BigQuery } from '@google-cloud/bigquery';
+import { noopAuthClient } from '../../sandbox/bigquery-auth';
+import type { Credential } from '../credentials';
+import { NonRetryableError } from '../errors';
+
+/**
+ * BigQuery as a source: one query job, then its result pages read one at a time
+ * (`autoPaginate: false`; with auto-pagination `maxResults` is a total, not a page size),
+ * so memory holds one page whatever the table size.
+ */
+export function createBigQuery(a: { credential: Credential | null; apiEndpoint?: string; projectId?: string }): BigQuery {
+  if (!a.credential) {
+    // The sandbox emulator: no credentials, no metadata-server probing.
+    return new BigQuery({ projectId: a.projectId ?? 'sandbox', apiEndpoint: a.apiEndpoint, authClient: noopAuthClient(a.projectId) });
+  }
+  const c = a.credential as { client_email?: string; private_key?: string; project_id?: string };
+  if (!c.client_email || !c.private_key) {
+    throw new NonRetryableError('the bigquery credential must be a service-account key (client_email, private_key)');
+  }
+  return new BigQuery({
+    projectId: a.projectId ?? c.project_id,
+    apiEndpoint: a.apiEndpoint,
+    credentials: { client_email: c.client_email, private_key: c.private_key },
+  });
+}
+
+export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
+  pageSize: number; location?: string; signal?: AbortSignal; timeoutMs?: number;
+}): AsyncGenerator<Record<string, unknown>[]> {
+  const [job] = await bq.createQueryJob({ query: sql, useLegacySql: false, location: opts.location });
+  let pageToken: string | undefined;
+  do {
+    opts.signal?.throwIfAborted();
+    const [rows, next] = await job.getQueryResults({
+      maxResults: opts.pageSize, pageToken, autoPaginate: false, timeoutMs: opts.timeoutMs ?? 60_000,
+    });
+    yield rows as Record<string, unknown>[];
+    pageToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
+  } while (pageToken);
+}
+
+/** BigQuery's client wraps some values (TIMESTAMP, DATE, NUMERIC…) in objects with a
+ *  `value`; rows leave the source as plain JSON. */
+export function plainBigQueryRow(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) {
+    out[k] = v && typeof v === 'object' && 'value' in v && Object.keys(v).length === 1 ? (v as { value: unknown }).value : v;
+  }
+  return out;
+}

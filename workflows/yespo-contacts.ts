@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { dataCheckSchema } from '../steps/query-steps';
+import type { Services } from '../steps/services';
+import { writeRedisDataset } from '../steps/sinks/redis-dataset';
+import { normaliseContact, type YespoContact } from '../steps/sources/yespo-schema';
+import { yespoPaginateStep, type YespoStagedRef } from '../steps/sources/yespo';
+import { isStagedRef, openStaging, readStaged, type StagedRef } from '../steps/staging';
+import { defineStep, defineWorkflow } from './engine/define';
+
+/**
+ * Yespo contacts of one group (used by yespo.OVAGO and yespo.brand_b): paginate (a
+ * checkpoint after every page), transform (validate + normalise each contact), write the
+ * hash `cache:yespo:<brand>:contacts` (field: contact id, value: the contact as JSON).
+ */
+export const yespoConfigSchema = z.object({
+  brand: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
+  groupId: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
+  pageSize: z.number().int().min(1).max(500).default(500),
+  /** Requests per second for this API key, shared by every run and worker using it. */
+  ratePerSec: z.number().min(0.1).max(100).default(5),
+  dataset: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$/),
+  skipBadRows: z.boolean().default(false),
+  check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
+});
+type YespoConfig = z.infer<typeof yespoConfigSchema>;
+
+const staged = z.custom<StagedRef>(isStagedRef);
+
+// paginate has validated each contact (and dropped or failed on bad ones, per config);
+// transform normalises them into the shape the marketing site reads.
+const transform = defineStep<Services, YespoConfig>({
+  key: 'transform',
+  retry: { attempts: 2, baseMs: 1_000, maxMs: 10_000 },
+  timeoutMs: 30 * 60_000,
+  async run(ctx) {
+    const input = staged.parse(ctx.input) as YespoStagedRef;
+    const out = await openStaging(ctx.services.db, ctx.runId, `transform.a${ctx.attempt}`);
+    let n = 0;
+    for await (const page of readStaged<YespoContact>(ctx.services.db, input, ctx.signal)) {
+      await out.writeMany(page.map(normaliseContact));
+      n += page.length;
+      ctx.reportRows({ in: n, out: n });
+    }
+    return { ...(await out.close()), sandbox: !!input.sandbox, badRows: input.badRows ?? 0 };
+  },
+});
+
+const write = defineStep<Services, YespoConfig>({
+  key: 'write',
+  retry: { attempts: 3, baseMs: 2_000, maxMs: 30_000 },
+  timeoutMs: 30 * 60_000,
+  async run(ctx) {
+    const input = staged.parse(ctx.input) as StagedRef & { sandbox?: boolean };
+    const r = await writeRedisDataset({
+      redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
+      batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, pipelineId: ctx.pipelineId,
+      check: ctx.config.check, signal: ctx.signal,
+    });
+    ctx.reportRows({ in: input.rows, out: r.rows });
+    return { sandbox: !!input.sandbox, key: r.key, rows: r.rows };
+  },
+});
+
+export const yespoContacts = defineWorkflow<Services, YespoConfig>({
+  id: 'yespo-contacts',
+  description: 'Yespo group contacts → Redis hash',
+  config: yespoConfigSchema,
+  steps: [yespoPaginateStep, transform, write],
+});
+
+export const yespoConfig = (brand: string, groupId: string) => ({
+  brand, groupId, pageSize: 500, ratePerSec: 5, dataset: `yespo:${brand}:contacts`, skipBadRows: false,
+  check: { allowEmpty: false, minFractionOfLast: 0.5 },
+});
