@@ -33,7 +33,10 @@ export async function reconcileOnce(deps: ReconcilerDeps): Promise<{ rebuilt: nu
     let failed = 0;
     for (const run of await runs.listActiveRuns(db.pool, deps.graceMs ?? 10_000)) {
       const root = await queue.getJob(rootJobId(run.id, run.generation));
-      if (!root) {
+      // No flow, or a flow that ended while Postgres still calls the run active (a step
+      // job that found its step fenced off did nothing): rebuild from Postgres.
+      const rootState = root ? await root.getState() : 'missing';
+      if (rootState === 'missing' || rootState === 'completed' || rootState === 'failed') {
         await engine.rebuild(run.id, run.generation);
         rebuilt++;
         continue;

@@ -62,6 +62,12 @@ export function createEngine(deps: EngineDeps) {
   /** Adds the flow for the steps still to run; failure is logged, the reconciler retries. */
   async function addFlow(runId: string, generation: number, p: PipelineRow, wf: WorkflowDef, todo: ReadonlySet<string>) {
     const steps = wf.steps.filter((s) => todo.has(s.key));
+    if (steps.length === 0) {
+      // Every step already succeeded (e.g. the run's jobs were lost right after the last
+      // step): nothing to enqueue, just finish the run.
+      if (await runs.finishRun(db.pool, { runId, generation })) events.run(runId, p.id, 'succeeded');
+      return;
+    }
     try {
       await flows.add(buildFlow({ queueName, runId, generation, pipelineId: p.id, workflow: wf.id, steps }));
     } catch (err) {

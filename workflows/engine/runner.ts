@@ -58,15 +58,12 @@ export class ActiveSteps {
 export function createRunner(deps: RunnerDeps) {
   const { db, registry, events, log, workerId } = deps;
 
+  // The root job has nothing left to do: the last step marks the run succeeded in the
+  // same statement that records its own success, and a flow rebuilt with no step left to
+  // run is finished by the engine without a flow. The root exists so the run is one
+  // BullMQ flow (and its completion is visible in BullMQ).
   async function processRun(job: Job<RunJobData>) {
-    const { runId, generation } = job.data;
-    // The last step normally finishes the run itself; only ask Postgres when it did not
-    // (e.g. a rebuilt flow with no step left to run).
-    const children = Object.values(await job.getChildrenValues());
-    if (children.some((v) => (v as { runFinished?: boolean } | null)?.runFinished)) return { succeeded: true };
-    const pipelineId = await withDbRetry(() => runs.finishRun(db.pool, { runId, generation }));
-    if (pipelineId) events.run(runId, pipelineId, 'succeeded');
-    return { succeeded: pipelineId !== null };
+    return { runId: job.data.runId };
   }
 
   async function processStep(job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
