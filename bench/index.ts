@@ -4,6 +4,8 @@ import { printTable, type BenchRow } from './util';
 const benches: Record<string, () => Promise<BenchRow[]>> = {
   engine: async () => (await import('./engine')).benchEngine(),
   scheduler: async () => (await import('./scheduler')).benchScheduler(),
+  pipeline: async () => (await import('./pipeline')).benchPipeline(),
+  api: async () => (await import('./api')).benchApi(),
 };
 
 const only = process.argv.slice(2);

@@ -8,7 +8,7 @@ export async function deleteBlobs(q: Q, runId: string, name: string): Promise<vo
   await q.query('delete from etl_blobs where run_id = $1 and name = $2', [runId, name]);
 }
 
-export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: Buffer }): Promise<void> {
+export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: string }): Promise<void> {
   await q.query({
     name: 'etl-insert-blob',
     text: `insert into etl_blobs (run_id, name, seq, rows, data) values ($1, $2, $3, $4, $5)
@@ -17,7 +17,7 @@ export async function insertBlob(q: Q, a: { runId: string; name: string; seq: nu
   });
 }
 
-export async function readBlob(q: Q, runId: string, name: string, seq: number): Promise<Buffer | null> {
+export async function readBlob(q: Q, runId: string, name: string, seq: number): Promise<string | null> {
   const { rows } = await q.query({
     name: 'etl-read-blob',
     text: 'select data from etl_blobs where run_id = $1 and name = $2 and seq = $3',

@@ -103,17 +103,23 @@ function mergeSql(t: LoadTarget): string {
   const data = t.columns.filter((c) => !t.keyColumns.includes(c.name)).map((c) => q(c.name));
   const managed = [t.table.runIdColumn, t.table.syncedAtColumn].filter((c): c is string => c !== null).map(q);
   const managedVals = [...(t.table.runIdColumn ? ['$1::uuid'] : []), ...(t.table.syncedAtColumn ? ['now()'] : [])];
+  const differs = (a: string, b: string) => `(${data.map((c) => `${a}.${c}`).join(', ')}) is distinct from (${data.map((c) => `${b}.${c}`).join(', ')})`;
   const onConflict = data.length === 0
     ? 'do nothing'
-    : `do update set ${[...data, ...managed].map((c) => `${c} = excluded.${c}`).join(', ')}
-       where (${data.map((c) => `t.${c}`).join(', ')}) is distinct from (${data.map((c) => `excluded.${c}`).join(', ')})`;
-  // DISTINCT ON over the ordinal: the last row of a key wins, and ON CONFLICT never sees a
-  // key twice ("cannot affect row a second time"). xmax = 0 marks a freshly inserted row.
+    : `do update set ${[...data, ...managed].map((c) => `${c} = excluded.${c}`).join(', ')} where ${differs('t', 'excluded')}`;
+  // src: DISTINCT ON over the ordinal, so the last row of a key wins and ON CONFLICT never
+  // sees a key twice ("cannot affect row a second time"). changed: unchanged rows are
+  // dropped before the INSERT, because ON CONFLICT locks (rewrites) every conflicting row
+  // even when its WHERE then skips the update; the join halves a no-change re-run. The
+  // ON CONFLICT WHERE stays for rows changed concurrently. xmax = 0 marks an inserted row.
   return `with src as (
       select distinct on (${keys.join(', ')}) ${cols.join(', ')} from ${STAGE} order by ${keys.join(', ')}, ${ORD} desc
+    ), changed as (
+      select s.* from src s left join ${q(t.table.name)} t on ${keys.map((k) => `t.${k} = s.${k}`).join(' and ')}
+      where t.${keys[0]} is null${data.length ? ` or ${differs('t', 's')}` : ''}
     ), up as (
       insert into ${q(t.table.name)} as t (${[...cols, ...managed].join(', ')})
-      select ${[...cols, ...managedVals].join(', ')} from src
+      select ${[...cols, ...managedVals].join(', ')} from changed
       on conflict (${keys.join(', ')}) ${onConflict}
       returning (xmax = 0) as ins
     )
@@ -128,6 +134,23 @@ async function copyIn(client: pg.PoolClient, sql: string, data: AsyncIterable<st
   // on an error or abort it destroys the COPY, which sends CopyFail to the server.
   await (signal ? pipeline(Readable.from(data), stream, { signal }) : pipeline(Readable.from(data), stream));
   return stream.rowCount;
+}
+
+/** A merge of a million rows runs for seconds; an abort (run cancelled, step timeout)
+ *  cancels the statement on the server instead of waiting for it. The cancel request is
+ *  awaited before the connection goes back to the pool, so it cannot hit another query. */
+async function cancellable<T>(pool: pg.Pool, pid: number, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+  if (!signal) return run();
+  signal.throwIfAborted();
+  let cancelling: Promise<unknown> | undefined;
+  const onAbort = () => { cancelling = pool.query('select pg_cancel_backend($1)', [pid]).catch(() => {}); };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await run();
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await cancelling;
+  }
 }
 
 async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>, tx: boolean): Promise<T> {
@@ -161,14 +184,17 @@ export async function copyAndMerge(pool: pg.Pool, a: {
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
   return withClient(pool, async (client) => {
     // The sort behind DISTINCT ON spills to disk at the 4 MB default; this is per-transaction.
-    await client.query(`set local work_mem = '64MB'`);
+    const { rows: [{ pid }] } = await client.query(`select pg_backend_pid() as pid, set_config('work_mem', '64MB', true)`);
     await client.query(`create temp table ${STAGE} on commit drop as select ${cols} from ${quoteIdent(t.table.name)} with no data`);
     await client.query(`alter table ${STAGE} add column ${ORD} bigint generated always as identity`);
     const staged = await copyIn(client, `copy ${STAGE} (${cols}) from stdin`, a.data, a.signal);
     a.signal?.throwIfAborted();
     await a.beforeMerge?.(staged);
-    const { rows } = await client.query(mergeSql(t), [a.runId]);
-    // A cancel that arrived during the merge still wins: nothing is committed.
+    // Without statistics the planner guesses 200 distinct keys and joins by a million index
+    // lookups; a sampled ANALYZE costs a fraction of a second and gets a hash join.
+    await client.query(`analyze ${STAGE}`);
+    const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
+    // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
     return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };
   }, true);

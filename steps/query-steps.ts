@@ -4,7 +4,7 @@ import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
-import { isStagedRef, openStaging, readStaged, type StagedRef } from './staging';
+import { isStagedRef, keyedLine, openStaging, readStaged, readStagedLines, type StagedRef } from './staging';
 import { columnSpecSchema, rowSchema, validateBatch } from './transforms/rows';
 
 /**
@@ -63,8 +63,8 @@ export function queryFetchStep(kind: SourceKind) {
       let total = 0;
       for (const ds of ctx.config.datasets) {
         const out = await openStaging(ctx.services.db, ctx.runId, `fetch.${ds.name}.a${ctx.attempt}`);
-        for await (const page of src.pages(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location })) {
-          await out.writeMany(page);
+        for await (const page of src.lines(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location })) {
+          await out.writeLines(page);
           total += page.length;
           ctx.reportRows({ out: total });
         }
@@ -91,14 +91,16 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
       if (!ref) throw new Error(`fetch output has no dataset ${ds.name}; rerun from fetch`);
       const schema = rowSchema(ds.columns);
       const out = await openStaging(ctx.services.db, ctx.runId, `transform.${ds.name}.a${ctx.attempt}`);
-      for await (const batch of readStaged(ctx.services.db, ref, ctx.signal)) {
+      const key = ds.shape === 'hash' ? ds.keyField! : null;
+      for await (const batch of readStaged<Record<string, unknown>>(ctx.services.db, ref, ctx.signal)) {
         const v = validateBatch(batch, schema, { offset: rowsIn, skipBad: ctx.config.skipBadRows, keyField: ds.keyField, what: ds.name });
         rowsIn += batch.length;
         badRows += v.bad;
         firstBad ??= v.firstBad;
-        await out.writeMany(v.rows);
+        // Staged ready to publish: the write step sends these lines as they are.
+        await out.writeLines(key ? v.rows.map((r) => keyedLine(String(r[key]), JSON.stringify(r))) : v.rows.map((r) => JSON.stringify(r)));
       }
-      datasets[ds.name] = await out.close();
+      datasets[ds.name] = await out.close(key ? 'keyed' : 'json');
       ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
     }
     if (badRows) ctx.log.warn({ badRows, firstBad }, 'skipped malformed rows');
@@ -124,7 +126,7 @@ export const queryWriteStep = defineStep<Services, QueryConfig>({
         await upsertRows({ db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, ref, ctx.signal), runId: ctx.runId, signal: ctx.signal });
       }
       const r = await writeRedisDataset({
-        redis, dataset: ds.dataset, shape: ds.shape, keyField: ds.keyField, batches: readStaged(db, ref, ctx.signal),
+        redis, dataset: ds.dataset, shape: ds.shape, lines: readStagedLines(db, ref, ctx.signal),
         runId: ctx.runId, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
       });
       published[ds.name] = { key: r.key, rows: r.rows };

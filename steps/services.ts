@@ -6,7 +6,7 @@ import type { Logger } from '../lib/logger';
 import { createCredentials, requireCredential, type Credential, type CredentialSource } from './credentials';
 import { NonRetryableError } from './errors';
 import { bigQueryPages, createBigQuery, plainBigQueryRow } from './sources/bigquery';
-import { clickHouseBatches, createClickHouse } from './sources/clickhouse';
+import { clickHouseLines, createClickHouse } from './sources/clickhouse';
 
 /**
  * What step code gets through `ctx.services`: clients and helpers built once per worker
@@ -20,7 +20,8 @@ export type SourceKind = 'bigquery' | 'clickhouse';
 
 export interface QuerySource {
   sandbox: boolean;
-  pages(sql: string, opts: { pageSize: number; signal?: AbortSignal; location?: string }): AsyncGenerator<Record<string, unknown>[]>;
+  /** The result as batches of JSON lines (one row each). */
+  lines(sql: string, opts: { pageSize: number; signal?: AbortSignal; location?: string }): AsyncGenerator<string[]>;
 }
 
 export interface Services {
@@ -68,8 +69,8 @@ export function createServices(a: {
         const bq = createBigQuery({ credential, projectId: opts.projectId, apiEndpoint: sandbox ? config.SANDBOX_BIGQUERY_URL : config.BIGQUERY_API_ENDPOINT });
         return {
           sandbox,
-          async *pages(sql, o) {
-            for await (const page of bigQueryPages(bq, sql, o)) yield page.map(plainBigQueryRow);
+          async *lines(sql, o) {
+            for await (const page of bigQueryPages(bq, sql, o)) yield page.map((r) => JSON.stringify(plainBigQueryRow(r)));
           },
         };
       }
@@ -79,7 +80,7 @@ export function createServices(a: {
       let client = clickhouses.get(cacheKey);
       if (!client) clickhouses.set(cacheKey, (client = createClickHouse({ url, credential })));
       const ch = client;
-      return { sandbox, pages: (sql, o) => clickHouseBatches(ch, sql, { batchSize: o.pageSize, signal: o.signal }) };
+      return { sandbox, lines: (sql, o) => clickHouseLines(ch, sql, { batchSize: o.pageSize, signal: o.signal }) };
     },
     async yespo(brand) {
       const name = `yespo/${brand}`;

@@ -14,6 +14,9 @@ export interface StagedRef {
   name: string;
   chunks: number;
   rows: number;
+  /** 'json' (default): one JSON value a line. 'keyed': a JSON-encoded key, a tab, then the
+   *  JSON value — a hash sink can publish it without parsing the value again. */
+  format?: 'json' | 'keyed';
 }
 
 export const isStagedRef = (v: unknown): v is StagedRef => (v as StagedRef | null)?.kind === 'staged';
@@ -46,9 +49,19 @@ export class StagingWriter {
     for (const r of rows) await this.write(r);
   }
 
+  /** Appends lines that are already serialised (one row each, no newline inside). */
+  async writeLines(lines: readonly string[]): Promise<void> {
+    for (const line of lines) {
+      this.buf.push(line);
+      this.bytes += line.length + 1;
+    }
+    this.total += lines.length;
+    if (this.bytes >= this.chunkBytes) await this.flush();
+  }
+
   private async flush(): Promise<void> {
     if (this.buf.length === 0) return;
-    const data = Buffer.from(`${this.buf.join('\n')}\n`);
+    const data = `${this.buf.join('\n')}\n`;
     const rows = this.buf.length;
     const seq = this.seq++;
     this.buf = [];
@@ -57,10 +70,10 @@ export class StagingWriter {
     this.pending = blobs.insertBlob(this.db.pool, { runId: this.runId, name: this.name, seq, rows, data });
   }
 
-  async close(): Promise<StagedRef> {
+  async close(format: 'json' | 'keyed' = 'json'): Promise<StagedRef> {
     await this.flush();
     await this.pending;
-    return { kind: 'staged', runId: this.runId, name: this.name, chunks: this.seq, rows: this.total };
+    return { kind: 'staged', runId: this.runId, name: this.name, chunks: this.seq, rows: this.total, ...(format === 'keyed' ? { format } : {}) };
   }
 }
 
@@ -69,28 +82,38 @@ export async function openStaging(db: Database, runId: string, name: string): Pr
   return new StagingWriter(db, runId, name);
 }
 
-/** Yields the staged rows chunk by chunk, prefetching the next chunk while one is used. */
-export async function* readStaged<T = unknown>(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<T[]> {
+/** Yields the staged lines chunk by chunk (unparsed), prefetching the next chunk. */
+export async function* readStagedLines(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<string[]> {
   let next = ref.chunks > 0 ? blobs.readBlob(db.pool, ref.runId, ref.name, 0) : null;
   for (let seq = 0; seq < ref.chunks; seq++) {
     signal?.throwIfAborted();
     const data = await next!;
-    if (!data) throw new Error(`staged data ${ref.name} of run ${ref.runId} is gone (chunk ${seq}); it may have expired`);
+    if (data === null) throw new Error(`staged data ${ref.name} of run ${ref.runId} is gone (chunk ${seq}); it may have expired`);
     next = seq + 1 < ref.chunks ? blobs.readBlob(db.pool, ref.runId, ref.name, seq + 1) : null;
-    const text = data.toString('utf8');
-    const rows: T[] = [];
-    let start = 0;
-    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', start)) {
-      rows.push(JSON.parse(text.slice(start, i)) as T);
-      start = i + 1;
-    }
-    yield rows;
+    const lines = data.split('\n');
+    lines.pop(); // the chunk ends with a newline
+    yield lines;
   }
+}
+
+/** Yields the staged rows, parsed, chunk by chunk. */
+export async function* readStaged<T = unknown>(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<T[]> {
+  const keyed = ref.format === 'keyed';
+  for await (const lines of readStagedLines(db, ref, signal)) {
+    yield lines.map((l) => JSON.parse(keyed ? l.slice(l.indexOf('\t') + 1) : l) as T);
+  }
+}
+
+/** A keyed line: the hash field (JSON-encoded, so it may hold any character) and the value. */
+export const keyedLine = (key: string, json: string) => `${JSON.stringify(key)}\t${json}`;
+export function splitKeyedLine(line: string): [string, string] {
+  const i = line.indexOf('\t');
+  return [JSON.parse(line.slice(0, i)) as string, line.slice(i + 1)];
 }
 
 /** Writes one chunk directly (e.g. one API page = one chunk, seq = page number), so a
  *  resumed paginator can continue at the page it stopped at. Re-writing a seq replaces it. */
 export async function writeChunk(db: Database, runId: string, name: string, seq: number, rows: readonly unknown[]): Promise<void> {
-  const data = Buffer.from(rows.length ? `${rows.map((r) => JSON.stringify(r)).join('\n')}\n` : '');
+  const data = rows.length ? `${rows.map((r) => JSON.stringify(r)).join('\n')}\n` : '';
   await blobs.insertBlob(db.pool, { runId, name, seq, rows: rows.length, data });
 }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { asc, count } from 'drizzle-orm';
+import { asc, count, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bqProjects } from '../../db/schema';
-import { freshDatabase } from '../../test/helpers';
+import { freshDatabase, waitFor } from '../../test/helpers';
 import { NonRetryableError } from '../errors';
 import { copyRows, upsertRows, type UpsertRowsArgs } from './postgres-upsert';
 
@@ -126,6 +126,24 @@ describe('upsertRows', () => {
 
     // The pooled connections survived the aborted COPYs.
     expect(await upsert(changed)).toMatchObject({ inserted: 9_000, updated: 3_000 });
+  });
+
+  it('an abort while the merge runs cancels it on the server and rolls back', async () => {
+    await upsert(range(50_000));
+    const before = await total();
+    const changed = range(100_000, (i) => project(i, 5));
+    const ac = new AbortController();
+    const reason = new Error('step timed out');
+    // Abort the moment the merge statement shows up as running on the server.
+    const merging = waitFor(async () => {
+      const r = await db.db.execute(sql`select 1 from pg_stat_activity where state = 'active' and query like 'with src as%' and datname = current_database()`);
+      return r.rows.length > 0;
+    }, { intervalMs: 5, timeoutMs: 30_000, what: 'the merge to start' }).then(() => ac.abort(reason));
+    await expect(upsert(changed, { signal: ac.signal })).rejects.toBe(reason);
+    await merging;
+    expect(await total()).toBe(before);
+    expect((await table()).every((r) => r.name.endsWith('v1'))).toBe(true);
+    expect(await upsert(range(10))).toMatchObject({ unchanged: 10 }); // connections are fine
   });
 
   it('the data check runs on the staged count before anything is merged', async () => {

@@ -10,7 +10,8 @@ import { checkRowCount, type DataCheckPolicy } from './data-check';
  * one batch plus one COPY chunk, whatever the table size.
  *
  * Values: null/undefined → NULL; Date → ISO 8601; objects and arrays → JSON; everything else
- * → String(v). Row properties are the table's column names.
+ * → String(v). Row properties are the table's column names. Staged rows carry timestamps as
+ * ISO strings already (a Date costs a toISOString, ~1.5 µs: 3 s of CPU per 1M rows × 2 dates).
  *
  * NUL (U+0000): Postgres text cannot store it. By default a value containing one fails the
  * load with a NonRetryableError naming the row and column (the data is wrong upstream and an
@@ -53,8 +54,8 @@ export interface CopyRowsArgs {
   nulBytes?: 'reject' | 'strip';
 }
 
-/** Rows per COPY message: large enough to amortise the per-write cost, small enough to
- *  keep memory flat (measured: no gain beyond this). */
+/** Characters per COPY message: big enough that the per-message cost vanishes next to the
+ *  server's per-row work, small enough that memory stays flat. */
 const CHUNK_CHARS = 256 * 1024;
 
 export async function upsertRows(a: UpsertRowsArgs): Promise<UpsertRowsResult> {

@@ -97,11 +97,13 @@ describe('writeRedisDataset', () => {
     await write({ dataset, batches: rows(20_000, 1) });
     const seen = new Map<string, number>();
     let writing = true;
+    // Polls until one sample after the writer returned, so the new version is always seen too.
     const poll = (async () => {
-      while (writing) {
+      for (let last = false; !last;) {
+        last = !writing;
         const res = (await reader.multi().hlen(key).hget(key, 'id-0').hget(key, 'id-29999').exec())!;
-        const [len, first, last] = res.map(([, v]) => v) as [number, string | null, string | null];
-        const state = `${len}/${first && JSON.parse(first).v}/${last && JSON.parse(last).v}`;
+        const [len, first, end] = res.map(([, v]) => v) as [number, string | null, string | null];
+        const state = `${len}/${first && JSON.parse(first).v}/${end && JSON.parse(end).v}`;
         seen.set(state, (seen.get(state) ?? 0) + 1);
       }
     })();
@@ -119,7 +121,8 @@ describe('writeRedisDataset', () => {
     const seen = new Set<string>();
     let writing = true;
     const poll = (async () => {
-      while (writing) {
+      for (let last = false; !last;) {
+        last = !writing;
         const parsed = JSON.parse((await reader.get(key))!) as Row[];
         seen.add(`${parsed.length}/${[...new Set(parsed.map((p) => p.v))].join(',')}`);
       }
@@ -160,6 +163,20 @@ describe('writeRedisDataset', () => {
       expect(await snapshot(dataset)).toEqual(before);
     });
   }
+
+  it('does not publish a build key that was changed behind its back', async () => {
+    const dataset = ds();
+    await write({ dataset, batches: rows(3, 1) });
+    const before = await snapshot(dataset);
+    const runId = 'run-tampered';
+    async function* tampered() {
+      yield [row(1, 2), row(2, 2), row(3, 2)];
+      await redis.hset(tmpKey(dataset, runId), 'intruder', '{}');
+    }
+    await expect(write({ dataset, runId, batches: tampered(), fieldsPerCommand: 1, commandsPerRound: 1 }))
+      .rejects.toThrow(/build key .* holds 4, expected 3/);
+    expect(await snapshot(dataset)).toEqual(before);
+  });
 
   it('gives the build key a TTL so an abandoned build expires', async () => {
     const dataset = ds();

@@ -31,3 +31,21 @@ export async function* clickHouseBatches(client: ClickHouseClient, sql: string, 
   }
   if (batch.length) yield batch;
 }
+
+/** The same result as raw JSON lines, unparsed: staging stores them as they came. */
+export async function* clickHouseLines(client: ClickHouseClient, sql: string, opts: {
+  batchSize: number; signal?: AbortSignal;
+}): AsyncGenerator<string[]> {
+  const rs = await client.query({ query: sql, format: 'JSONEachRow', abort_signal: opts.signal });
+  let batch: string[] = [];
+  for await (const rows of rs.stream()) {
+    for (const row of rows) {
+      batch.push(row.text);
+      if (batch.length >= opts.batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+  }
+  if (batch.length) yield batch;
+}

@@ -1,0 +1,1 @@
+ALTER TABLE "etl_blobs" ALTER COLUMN "data" SET DATA TYPE text;
