@@ -1,0 +1,214 @@
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoSeed } from '../../server/testing';
+import { waitFor } from '../helpers';
+import {
+  bodyOverflowPx, CHROMIUM, clickAndConfirm, hasChromium, RUN_MS, runNowAndOpen, screenshot, startPageEnv, UI_MS,
+  waitLive, waitStatus, type PageEnv,
+} from './page-env';
+
+/**
+ * The operator's /etl page end to end in a real Chromium: token login, Run now watched
+ * live over SSE, the drilldown, a failing step retried, resume, cancel, rerun from a step,
+ * schedule editing and the enable switch, and a phone-width smoke check. Every action goes
+ * through the page's own buttons and confirm dialog; Postgres is checked behind it.
+ */
+
+const TEST_MS = 120_000;
+const seeds = [
+  // transformMs keeps the run busy past the table's post-trigger reload, so reaching
+  // "succeeded" in the table can only come from a live event.
+  demoSeed('live', { transformMs: 3_000 }),
+  demoSeed('flaky'),
+  demoSeed('slow', { transformMs: 30_000 }),
+  demoSeed('sched'),
+];
+
+/** Hash navigation inside the page (no reload); resolves once the router has run. */
+const go = (page: Page, hash: string) =>
+  page.evaluate((h) => new Promise<void>((resolve) => {
+    if (location.hash === h) return resolve();
+    window.addEventListener('hashchange', () => resolve(), { once: true });
+    location.hash = h;
+  }), hash);
+
+/** Set once; still set later means the page was never reloaded (updates came over SSE). */
+const markDocument = (page: Page) => page.evaluate(() => { (window as unknown as { __etlDoc: boolean }).__etlDoc = true; });
+const sameDocument = (page: Page) => page.evaluate(() => (window as unknown as { __etlDoc?: boolean }).__etlDoc === true);
+
+const suite = hasChromium ? describe : describe.skip;
+
+suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser (skipped: no Chromium at ${CHROMIUM})`, () => {
+  let env: PageEnv;
+  let context: BrowserContext;
+  let page: Page;
+  let failFlag: string;
+  let firstRunId: string;
+  let retriedRunId: string;
+
+  beforeAll(async () => {
+    env = await startPageEnv(seeds);
+    failFlag = `${env.t.h.prefix}:fail:transform`;
+    ({ context, page } = await env.newLoggedInPage({ width: 1280, height: 800 }));
+  }, TEST_MS);
+
+  afterAll(async () => {
+    await env?.t.h.redis.del(failFlag).catch(() => {});
+    await context?.close().catch(() => {});
+    await env?.close();
+  }, TEST_MS);
+
+  it('logs in with the API token and lists the pipelines', async () => {
+    for (const s of seeds) await page.getByTestId(`pipeline-row-${s.id}`).waitFor();
+    expect(await page.evaluate(() => localStorage.getItem('etl.apiToken'))).toBe(env.t.token);
+    expect(await page.getByTestId('live-indicator').textContent()).toBe('live');
+    await markDocument(page);
+  });
+
+  it('Run now: the table follows the run to "succeeded" live, then the drilldown shows it', async () => {
+    const answer = page.waitForResponse((r) => r.url().endsWith('/pipelines/live/trigger'));
+    await clickAndConfirm(page, 'run-now-live');
+    firstRunId = ((await (await answer).json()) as { runId: string }).runId;
+    const lastRun = `[data-testid="last-run-live"] .pill`;
+    await page.waitForSelector(`${lastRun}[data-status="queued"], ${lastRun}[data-status="running"]`, { timeout: UI_MS });
+    await page.waitForSelector(`${lastRun}[data-status="succeeded"]`, { timeout: RUN_MS });
+    expect(await sameDocument(page)).toBe(true);
+    await screenshot(page, 'pipelines-1280x800.png');
+
+    await page.getByTestId('last-run-live').click();
+    await waitStatus(page, 'run-status', 'succeeded', UI_MS);
+    for (const k of ['fetch', 'transform', 'write']) await waitStatus(page, `step-status-${k}`, 'succeeded', UI_MS);
+    expect(await page.getByTestId('run-header').textContent()).toContain(firstRunId);
+  }, TEST_MS);
+
+  it('a failing step shows live; Retry step completes the run without re-running earlier steps', async () => {
+    await env.t.h.redis.set(failFlag, '1');
+    await go(page, '#/pipelines/flaky');
+    retriedRunId = await runNowAndOpen(page, 'flaky');
+    await waitStatus(page, 'run-status', 'failed');
+    await waitStatus(page, 'step-status-transform', 'failed', UI_MS);
+    await waitStatus(page, 'step-status-fetch', 'succeeded', UI_MS);
+    expect(await page.getByTestId('step-error-transform').textContent()).toContain('transform told to fail');
+
+    await env.t.h.redis.del(failFlag);
+    await clickAndConfirm(page, 'retry-step-transform');
+    await waitStatus(page, 'run-status', 'succeeded');
+    for (const k of ['fetch', 'transform', 'write']) await waitStatus(page, `step-status-${k}`, 'succeeded', UI_MS);
+    expect(await env.t.h.execs(retriedRunId)).toMatchObject({ fetch: 1, write: 1 });
+    expect(await sameDocument(page)).toBe(true);
+
+    await page.locator('[data-testid="attempts-transform"] summary').click();
+    await page.locator('[data-testid="attempts-transform"] table').waitFor();
+    await screenshot(page, 'run-1280x800.png');
+  }, TEST_MS);
+
+  it('Resume turns a failed run into a succeeded one', async () => {
+    await env.t.h.redis.set(failFlag, '1');
+    await go(page, '#/pipelines/flaky');
+    const runId = await runNowAndOpen(page, 'flaky');
+    await waitStatus(page, 'run-status', 'failed');
+    await env.t.h.redis.del(failFlag);
+    await clickAndConfirm(page, 'resume-run');
+    await waitStatus(page, 'run-status', 'succeeded');
+    expect((await env.t.h.run(runId)).status).toBe('succeeded');
+    expect(await env.t.h.execs(runId)).toMatchObject({ fetch: 1, write: 1 });
+  }, TEST_MS);
+
+  it('Cancel stops a slow run: its running step is aborted', async () => {
+    await go(page, '#/pipelines/slow');
+    const runId = await runNowAndOpen(page, 'slow');
+    await waitStatus(page, 'step-status-transform', 'running');
+    await clickAndConfirm(page, 'cancel-run');
+    await waitStatus(page, 'run-status', 'cancelled');
+    await page.getByTestId('resume-run').waitFor();
+    await waitFor(() => env.t.h.redis.exists(`${env.t.h.prefix}:aborted:${runId}`), { timeoutMs: UI_MS, what: 'the transform step to see the abort' });
+    expect((await env.t.h.run(runId)).steps.find((s) => s.key === 'write')?.status).toBe('cancelled');
+  }, TEST_MS);
+
+  it('Rerun from here opens a new run that reuses the checkpoint and succeeds', async () => {
+    await go(page, `#/runs/${firstRunId}`);
+    await waitStatus(page, 'run-status', 'succeeded', UI_MS);
+    await clickAndConfirm(page, 'rerun-from-transform');
+    await page.waitForFunction((old) => location.hash.startsWith('#/runs/') && location.hash !== `#/runs/${old}`, firstRunId, { timeout: UI_MS });
+    const newRunId = decodeURIComponent((await page.evaluate(() => location.hash)).slice('#/runs/'.length));
+    await waitStatus(page, 'run-status', 'succeeded');
+    expect(await page.getByTestId('parent-run-link').getAttribute('title')).toBe(firstRunId);
+    const rerun = await env.t.h.run(newRunId);
+    expect(rerun.parentRunId).toBe(firstRunId);
+    expect(await env.t.h.execs(newRunId)).toMatchObject({ fetch: 0, transform: 1, write: 1 });
+  }, TEST_MS);
+
+  it('schedule editing: invalid cron or zone shows an error, a valid one is saved', async () => {
+    await go(page, '#/');
+    const cron = page.getByTestId('cron-input-sched');
+    const tz = page.getByTestId('tz-input-sched');
+    const save = page.getByTestId('save-cron-sched');
+    const msg = page.getByTestId('cron-error-sched');
+    const saved = async () => (await env.t.h.db.pool.query('select cron, timezone, enabled from etl_pipelines where id = $1', ['sched'])).rows[0];
+
+    await cron.fill('every day');
+    expect(await msg.textContent()).toMatch(/expected 5 or 6 fields/i);
+    expect(await save.isDisabled()).toBe(true);
+
+    // Passes the page's quick check; the server is the authority and refuses it.
+    await cron.fill('99 * * * *');
+    const answer = page.waitForResponse((r) => r.url().endsWith('/pipelines/sched/cron'));
+    await save.click();
+    expect((await answer).status()).toBe(400);
+    await page.waitForFunction(() => {
+      const el = document.querySelector('[data-testid="cron-error-sched"]');
+      return !!el && el.classList.contains('error') && /invalid cron/i.test(el.textContent ?? '');
+    }, undefined, { timeout: UI_MS });
+    await page.locator('[data-testid="toast"][data-kind="error"]', { hasText: 'Schedule not saved' }).waitFor();
+    expect(await saved()).toMatchObject({ cron: '* * * * *', timezone: 'UTC' });
+
+    await cron.fill('30 4 * * *');
+    await tz.fill('Mars/Olympus');
+    expect(await msg.textContent()).toMatch(/unknown time zone/i);
+    expect(await save.isDisabled()).toBe(true);
+
+    await tz.fill('Europe/Kyiv');
+    expect(await msg.textContent()).toBe('');
+    await save.click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'Schedule of sched saved' }).waitFor();
+    expect(await saved()).toMatchObject({ cron: '30 4 * * *', timezone: 'Europe/Kyiv' });
+    expect(await cron.inputValue()).toBe('30 4 * * *');
+  }, TEST_MS);
+
+  it('the enable switch turns the schedule on and off', async () => {
+    const toggle = page.getByTestId('toggle-enabled-sched');
+    const enabled = async () => (await env.t.h.db.pool.query('select enabled from etl_pipelines where id = $1', ['sched'])).rows[0].enabled;
+    expect(await toggle.isChecked()).toBe(false);
+    await toggle.click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'sched enabled' }).waitFor();
+    expect(await toggle.isChecked()).toBe(true);
+    expect(await enabled()).toBe(true);
+    expect(await page.getByTestId('pipeline-row-sched').textContent()).not.toContain('Paused');
+
+    await toggle.click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'sched disabled' }).waitFor();
+    expect(await toggle.isChecked()).toBe(false);
+    expect(await enabled()).toBe(false);
+    expect(await sameDocument(page)).toBe(true);
+  }, TEST_MS);
+
+  it('on a 390 px phone the table and a drilldown fit the screen width', async () => {
+    const phone = await env.newLoggedInPage({ width: 390, height: 844 });
+    try {
+      const p = phone.page;
+      await p.getByTestId('pipeline-row-sched').waitFor();
+      expect(await bodyOverflowPx(p)).toBeLessThanOrEqual(0);
+      await screenshot(p, 'pipelines-390x844.png');
+
+      await go(p, `#/runs/${retriedRunId}`);
+      await waitStatus(p, 'run-status', 'succeeded', UI_MS);
+      await p.locator('[data-testid="attempts-transform"] summary').click();
+      await p.locator('[data-testid="attempts-transform"] table').waitFor();
+      await waitLive(p);
+      expect(await bodyOverflowPx(p)).toBeLessThanOrEqual(0);
+      await screenshot(p, 'run-390x844.png');
+    } finally {
+      await phone.context.close();
+    }
+  }, TEST_MS);
+});
