@@ -83,6 +83,8 @@ describe('catch-up after scheduler downtime', () => {
     // M-4 … M were all missed (5 ticks), each more than lateMs late.
     const M = Math.floor(Date.now() / 60_000) * 60_000;
     await h.db.pool.query(`update etl_pipelines set schedule_cursor = $1 where id like 'cu-%'`, [new Date(M - 4.5 * 60_000)]);
+    // The replicas of the previous test logged these (then disabled) pipelines' ticks too.
+    await h.db.pool.query(`delete from etl_schedule_ticks where pipeline_id like 'cu-%'`);
     const s = createScheduler({ db: h.db, engine: h.engine, log: silentLog, workerId: 'test', now: () => M + 30_000, lateMs: 10_000, retryPendingMs: 0 });
     await s.pass();
 
