@@ -15,6 +15,7 @@ import { mount, route, type RouteGroup } from './route';
 import { opsRoutes } from './routes/ops';
 import { pipelineRoutes } from './routes/pipelines';
 import { runRoutes } from './routes/runs';
+import { createReadCache } from './read-cache';
 import { mountWebPage } from './static';
 
 /**
@@ -50,7 +51,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }),
   );
 
-  const groups: RouteGroup[] = [pipelineRoutes(deps), runRoutes(deps), opsRoutes(deps, metrics)];
+  const cache = createReadCache(deps.subscribeEvents);
+  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), opsRoutes(deps, metrics)];
   let openapi: Record<string, unknown> | undefined;
   groups.push({
     base: API_BASE,

@@ -1,6 +1,7 @@
 import { getPipeline, updatePipeline } from '../../db/pipelines';
 import { getPipelineWithLastRun, listPipelinesWithLastRun, listRuns, type PipelineView } from '../../db/read';
 import { listTicks } from '../../db/schedule';
+import type { ReadCache } from '../read-cache';
 import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
 import { NotFoundError } from '../../steps/errors';
 import type { AppDeps } from '../context';
@@ -45,7 +46,7 @@ function nextFireCache(max = 1_000): (cron: string, tz: string) => Date | null {
   };
 }
 
-export function pipelineRoutes(deps: AppDeps): RouteGroup {
+export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
   const { db, engine } = deps;
   const nextFire = nextFireCache();
 
@@ -69,12 +70,19 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
       route({
         method: 'GET', path: '/pipelines', tag: 'pipelines', summary: 'List pipelines with schedule, next fire time and last run',
         responses: { 200: { description: 'the pipelines', schema: s.PipelineList } },
-        handler: async (c) => c.json({ pipelines: await Promise.all((await listPipelinesWithLastRun(db.pool)).map(present)) }),
+        handler: async (c) => {
+          const body = await cache.get('pipelines', async () =>
+            JSON.stringify({ pipelines: await Promise.all((await listPipelinesWithLastRun(db.pool)).map(present)) }));
+          return c.body(body!, 200, { 'content-type': 'application/json' });
+        },
       }),
       route({
         method: 'GET', path: '/pipelines/:id', tag: 'pipelines', summary: 'One pipeline', params: s.PipelineParams,
         responses: { 200: { description: 'the pipeline', schema: s.PipelineEnvelope }, 404: notFound },
-        handler: async (c, { params }) => c.json({ pipeline: await load(params.id) }),
+        handler: async (c, { params }) => {
+          const body = await cache.get(`pipeline:${params.id}`, async () => JSON.stringify({ pipeline: await load(params.id) }));
+          return c.body(body!, 200, { 'content-type': 'application/json' });
+        },
       }),
       route({
         method: 'POST', path: '/pipelines/:id/trigger', tag: 'pipelines', summary: 'Start a run now',
@@ -83,8 +91,11 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
           202: { description: 'the run was queued', schema: s.Accepted }, 400: badInput, 404: notFound,
           409: { description: 'a run is active and the pipeline does not allow overlap (run_active)', schema: s.ErrorResponse },
         },
-        handler: async (c, { params, body }) =>
-          c.json(await engine.trigger(params.id, { trigger: 'manual', params: body.params ?? {} }), 202),
+        handler: async (c, { params, body }) => {
+          const r = await engine.trigger(params.id, { trigger: 'manual', params: body.params ?? {} });
+          cache.invalidatePipeline(params.id);
+          return c.json(r, 202);
+        },
       }),
       route({
         method: 'POST', path: '/pipelines/:id/enable', tag: 'pipelines', summary: 'Enable or disable the schedule',
@@ -92,6 +103,7 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
         responses: { 200: { description: 'the updated pipeline', schema: s.PipelineEnvelope }, 400: badInput, 404: notFound },
         handler: async (c, { params, body }) => {
           if (!(await updatePipeline(db.pool, params.id, { enabled: body.enabled }))) throw new NotFoundError(`pipeline ${params.id}`);
+          cache.invalidatePipeline(params.id);
           return c.json({ pipeline: await load(params.id) });
         },
       }),
@@ -109,6 +121,7 @@ export function pipelineRoutes(deps: AppDeps): RouteGroup {
           const tzError = validateTimezone(body.timezone);
           if (tzError) throw new BadRequestError('invalid_timezone', tzError);
           if (!(await updatePipeline(db.pool, params.id, { cron, timezone: body.timezone }))) throw new NotFoundError(`pipeline ${params.id}`);
+          cache.invalidatePipeline(params.id);
           return c.json({ pipeline: await load(params.id) });
         },
       }),

@@ -4,6 +4,7 @@ import type { AppDeps } from '../context';
 import { HttpError } from '../errors';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
+import type { ReadCache } from '../read-cache';
 import { streamEvents } from '../sse';
 
 /** Runs: the drilldown, operator actions, and the live event stream (SPEC §6). */
@@ -13,8 +14,16 @@ const badInput = { description: 'invalid body', schema: s.ErrorResponse };
 const accepted = { description: 'accepted; the run is queued again', schema: s.Accepted };
 const conflict = (why: string) => ({ description: why, schema: s.ErrorResponse });
 
-export function runRoutes(deps: AppDeps): RouteGroup {
+export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
   const { db, engine } = deps;
+  /** A mutation's result, after forgetting what this process cached about the run. */
+  const changed = async <T>(runId: string, p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } finally {
+      cache.invalidateRun(runId);
+    }
+  };
   return {
     base: '/api/etl',
     routes: [
@@ -23,9 +32,12 @@ export function runRoutes(deps: AppDeps): RouteGroup {
         params: s.RunParams,
         responses: { 200: { description: 'the run', schema: s.RunEnvelope }, 404: runNotFound },
         handler: async (c, { params }) => {
-          const run = await getRunDetail(db.pool, params.runId);
-          if (!run) throw new NotFoundError(`run ${params.runId}`);
-          return c.json({ run });
+          const body = await cache.get(`run:${params.runId}`, async () => {
+            const run = await getRunDetail(db.pool, params.runId);
+            return run ? JSON.stringify({ run }) : null;
+          });
+          if (!body) throw new NotFoundError(`run ${params.runId}`);
+          return c.body(body, 200, { 'content-type': 'application/json' });
         },
       }),
       route({
@@ -33,22 +45,25 @@ export function runRoutes(deps: AppDeps): RouteGroup {
         params: s.StepParams,
         responses: { 200: { description: 'the step', schema: s.StepEnvelope }, 404: runNotFound },
         handler: async (c, { params }) => {
-          const step = await getStepDetail(db.pool, params.runId, params.step);
-          if (!step) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
-          return c.json({ step });
+          const body = await cache.get(`run:${params.runId}:step:${params.step}`, async () => {
+            const step = await getStepDetail(db.pool, params.runId, params.step);
+            return step ? JSON.stringify({ step }) : null;
+          });
+          if (!body) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
+          return c.body(body, 200, { 'content-type': 'application/json' });
         },
       }),
       route({
         method: 'POST', path: '/runs/:runId/steps/:step/retry', tag: 'actions', summary: 'Retry a failed step; the run then continues',
         params: s.StepParams, body: s.NoBody,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the step is not failed (step_not_failed) or the run is active (run_active)') },
-        handler: async (c, { params }) => c.json(await engine.retryStep(params.runId, params.step), 202),
+        handler: async (c, { params }) => c.json(await changed(params.runId, engine.retryStep(params.runId, params.step)), 202),
       }),
       route({
         method: 'POST', path: '/runs/:runId/resume', tag: 'actions', summary: 'Re-run every step not yet succeeded, reusing succeeded ones',
         params: s.RunParams, body: s.NoBody,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run is active (run_active) or succeeded (run_succeeded)') },
-        handler: async (c, { params }) => c.json(await engine.resume(params.runId), 202),
+        handler: async (c, { params }) => c.json(await changed(params.runId, engine.resume(params.runId)), 202),
       }),
       route({
         method: 'POST', path: '/runs/:runId/rerun', tag: 'actions',
@@ -58,13 +73,13 @@ export function runRoutes(deps: AppDeps): RouteGroup {
           202: { description: 'the new run was queued', schema: s.Accepted }, 400: badInput, 404: runNotFound,
           409: conflict('an earlier step has no checkpoint (checkpoint_missing) or the pipeline has an active run (run_active)'),
         },
-        handler: async (c, { params, body }) => c.json(await engine.rerunFrom(params.runId, body.fromStep, body.params), 202),
+        handler: async (c, { params, body }) => c.json(await changed(params.runId, engine.rerunFrom(params.runId, body.fromStep, body.params)), 202),
       }),
       route({
         method: 'POST', path: '/runs/:runId/cancel', tag: 'actions', summary: 'Stop a queued or running run',
         params: s.RunParams, body: s.NoBody,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run already finished (run_finished)') },
-        handler: async (c, { params }) => c.json(await engine.cancel(params.runId), 202),
+        handler: async (c, { params }) => c.json(await changed(params.runId, engine.cancel(params.runId)), 202),
       }),
       route({
         method: 'GET', path: '/events', tag: 'events', summary: 'Server-Sent Events: run and step status changes',

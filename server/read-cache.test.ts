@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import type { SubscribeEvents } from './context';
+import { createReadCache } from './read-cache';
+
+/** The read cache's rules, with a hand-driven event source. */
+function source() {
+  let listener: ((data: string) => void) | undefined;
+  const subscribe: SubscribeEvents = (l) => {
+    listener = l;
+    return () => (listener = undefined);
+  };
+  return { subscribe, emit: (e: object) => listener?.(JSON.stringify(e)) };
+}
+const deferred = () => {
+  let resolve!: (v: string) => void;
+  const promise = new Promise<string>((r) => (resolve = r));
+  return { promise, resolve };
+};
+
+describe('read cache', () => {
+  it('shares one load among concurrent readers and serves it until an event about the run', async () => {
+    const src = source();
+    const cache = createReadCache(src.subscribe, { ttlMs: 60_000 });
+    let loads = 0;
+    const load = async () => `v${++loads}`;
+    const got = await Promise.all([1, 2, 3].map(() => cache.get('run:a', load)));
+    expect(got).toEqual(['v1', 'v1', 'v1']);
+    expect(await cache.get('run:a', load)).toBe('v1');
+    src.emit({ type: 'step', runId: 'b', pipelineId: 'p' });
+    expect(await cache.get('run:a', load)).toBe('v1');
+    src.emit({ type: 'step', runId: 'a', pipelineId: 'p' });
+    expect(await cache.get('run:a', load)).toBe('v2');
+  });
+
+  it('does not keep a load that raced an invalidation', async () => {
+    const src = source();
+    const cache = createReadCache(src.subscribe, { ttlMs: 60_000 });
+    const slow = deferred();
+    const first = cache.get('run:a', () => slow.promise);
+    src.emit({ type: 'run', runId: 'a', pipelineId: 'p' });
+    slow.resolve('before the change');
+    expect(await first).toBe('before the change');
+    expect(await cache.get('run:a', async () => 'after')).toBe('after');
+  });
+
+  it('drops pipeline lists on any run event of the pipeline, and expires entries', async () => {
+    const src = source();
+    const cache = createReadCache(src.subscribe, { ttlMs: 1 });
+    expect(await cache.get('pipelines', async () => 'a')).toBe('a');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(await cache.get('pipelines', async () => 'b')).toBe('b');
+    const fresh = createReadCache(src.subscribe, { ttlMs: 60_000 });
+    await fresh.get('pipelines', async () => 'x');
+    src.emit({ type: 'run', runId: 'r', pipelineId: 'p' });
+    expect(await fresh.get('pipelines', async () => 'y')).toBe('y');
+  });
+
+  it('is off without an event stream', async () => {
+    const cache = createReadCache(undefined);
+    let n = 0;
+    await cache.get('k', async () => `${n++}`);
+    expect(await cache.get('k', async () => `${n++}`)).toBe('1');
+  });
+});
