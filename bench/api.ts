@@ -8,6 +8,8 @@ import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
 import { createLogger } from '../lib/logger';
 import { createApp } from '../server/app';
+import { createEventHub } from '../server/sse';
+import { eventsChannel } from '../workflows/engine/events';
 import { freshDatabase, uid } from '../test/helpers';
 import { demoWorkflow } from '../test/fixtures/demo';
 import { createRegistry } from '../workflows/engine/define';
@@ -182,11 +184,14 @@ export async function benchApi(): Promise<BenchRow[]> {
   redis.on('error', () => {});
   const registry = createRegistry([demoWorkflow]);
   const log = createLogger({ level: 'silent' });
-  const engine = createEngine({ db, redis, queueName: uid('bench_api'), registry, log });
+  const queueName = uid('bench_api');
+  const engine = createEngine({ db, redis, queueName, registry, log });
+  // As server/main.ts: the event hub feeds SSE and invalidates the read cache.
+  const hub = await createEventHub(new Redis(REDIS), eventsChannel(queueName), log);
   const token = `tok_${randomBytes(24).toString('hex')}`;
   const sessionId = randomBytes(18).toString('base64url');
   await redis.set(`mc:sess:${sessionId}`, JSON.stringify({ user: { id: 'bench', email: 'ops@example.com' } }), 'EX', 600);
-  const app = createApp({ db, redis, engine, log, registry, config: { apiToken: token, sessionCookie: 'mc_sess' } });
+  const app = createApp({ db, redis, engine, log, registry, config: { apiToken: token, sessionCookie: 'mc_sess' }, subscribeEvents: hub.subscribe });
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }) as http.Server;
   try {
     await new Promise<void>((resolve) => server.once('listening', () => resolve()));
@@ -225,6 +230,7 @@ export async function benchApi(): Promise<BenchRow[]> {
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await redis.del(`mc:sess:${sessionId}`);
+    await hub.close();
     await engine.close();
     redis.disconnect();
     await db.drop();
