@@ -10,7 +10,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { eventsChannel } from '../workflows/engine/events';
 import { benchWorkflow } from './engine-workflow';
-import { now, percentile, pool, type BenchRow } from './util';
+import { dropDatabase, now, percentile, pool, type BenchRow } from './util';
 
 /**
  * Trigger → succeeded latency and throughput of a 3-step no-op run through the engine
@@ -139,9 +139,7 @@ export async function benchEngine(): Promise<BenchRow[]> {
   await sub.quit();
   redis.disconnect();
   await db.close();
-  const admin = createDatabase(`${PG}/postgres`, { max: 1 });
-  await admin.pool.query(`drop database if exists "${dbName}" with (force)`);
-  await admin.close();
+  await dropDatabase(PG, dbName);
 
   const b = 'engine: 3-step no-op run';
   return [

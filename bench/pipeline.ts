@@ -12,7 +12,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { ensureClickHouse } from '../test/fakes/clickhouse';
 import { benchConfig, benchQueryWorkflow, benchSql } from './pipeline-workflow';
-import { now, type BenchRow } from './util';
+import { dropDatabase, now, type BenchRow } from './util';
 
 /**
  * Rows through a whole pipeline (ClickHouse → fetch → transform → write a Redis hash, via
@@ -133,9 +133,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   await engine.close();
   redis.disconnect();
   await db.close();
-  const admin = createDatabase(`${PG}/postgres`, { max: 1 });
-  await admin.pool.query(`drop database if exists "${dbName}" with (force)`);
-  await admin.close();
+  await dropDatabase(PG, dbName);
 
   const slowest = Math.min(sourceRps, redisRps);
   const b = `pipeline: ${N.toLocaleString('en')} rows`;

@@ -6,7 +6,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { createScheduler } from '../worker/scheduler';
 import { benchWorkflow } from './engine-workflow';
-import { now, percentile, type BenchRow } from './util';
+import { dropDatabase, now, percentile, type BenchRow } from './util';
 
 /**
  * 1,000 enabled pipelines on a one-minute cron: how long after the tick is each one's run
@@ -51,9 +51,7 @@ export async function benchScheduler(): Promise<BenchRow[]> {
   await engine.close();
   redis.disconnect();
   await db.close();
-  const admin = createDatabase(`${PG}/postgres`, { max: 1 });
-  await admin.pool.query(`drop database if exists "${dbName}" with (force)`);
-  await admin.close();
+  await dropDatabase(PG, dbName);
 
   const b = `scheduler: ${N} pipelines, 1-min cron`;
   return [

@@ -36,3 +36,11 @@ export async function pool(total: number, inFlight: number, task: (i: number) =>
   });
   await Promise.all(lanes);
 }
+
+/** Drops a benchmark's scratch database (connecting to `postgres` on the same server). */
+export async function dropDatabase(pgBase: string, name: string): Promise<void> {
+  const { createDatabase } = await import('../db/client');
+  const admin = createDatabase(`${pgBase}/postgres`, { max: 1 });
+  await admin.pool.query(`drop database if exists "${name}" with (force)`);
+  await admin.close();
+}

@@ -26,11 +26,6 @@ export async function readBlob(q: Q, runId: string, name: string, seq: number): 
   return rows[0]?.data ?? null;
 }
 
-/** Removes the chunks of a run's attempts other than the one that succeeded. */
-export async function deleteOtherBlobs(q: Q, runId: string, prefix: string, keep: string): Promise<void> {
-  await q.query(`delete from etl_blobs where run_id = $1 and name like $2 || '%' and name <> $3`, [runId, prefix, keep]);
-}
-
 /** Retention: staged data of runs finished more than `days` ago. A resume or rerun that
  *  needs it afterwards fails with a clear "expired" error from the reading step. */
 export async function purgeExpiredBlobs(q: Q, days: number): Promise<number> {

@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '../db/client';
 import { silentLog, waitFor } from '../test/helpers';
 import { createApp } from './app';
-import { Accepted } from './schemas';
 import { createTestApp, demoSeed, SESSION_COOKIE, type TestApp } from './testing';
 
 /** Probes, metrics, access control (SPEC §7), protocol edges, the page and the OpenAPI document. */
@@ -16,13 +15,7 @@ beforeAll(async () => {
 afterAll(async () => t?.close());
 const api = (path: string) => `/api/etl${path}`;
 
-async function triggerAndWait(pipeline: string, status: string, body?: unknown) {
-  const r = await t.call('POST', api(`/pipelines/${pipeline}/trigger`), { body });
-  expect(r.status).toBe(202);
-  const { runId } = Accepted.parse(r.body);
-  await t.h.waitRun(runId, status);
-  return runId;
-}
+const triggerAndWait = (pipeline: string, status: string, body?: unknown) => t.triggerAndWait(pipeline, status, body);
 
 describe('probes and metrics', () => {
   it('healthz and readyz are public and report both dependencies', async () => {

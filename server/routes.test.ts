@@ -22,13 +22,7 @@ afterAll(async () => t?.close());
 const api = (path: string) => `/api/etl${path}`;
 const UNKNOWN_RUN = '00000000-0000-4000-8000-000000000000';
 
-async function triggerAndWait(pipeline: string, status: string, body?: unknown) {
-  const r = await t.call('POST', api(`/pipelines/${pipeline}/trigger`), { body });
-  expect(r.status).toBe(202);
-  const { runId } = Accepted.parse(r.body);
-  await t.h.waitRun(runId, status);
-  return runId;
-}
+const triggerAndWait = (pipeline: string, status: string, body?: unknown) => t.triggerAndWait(pipeline, status, body);
 
 describe('pipelines', () => {
   it('shows the tick log newest first: why did a scheduled run not happen', async () => {

@@ -28,6 +28,8 @@ export interface TestApp {
   /** Every response body seen through `call`. */
   bodies: string[];
   call(method: string, path: string, o?: CallOptions): Promise<{ status: number; body: any; text: string; headers: Headers }>;
+  /** POST /pipelines/:id/trigger (expects 202), then waits for the run to reach `status`. */
+  triggerAndWait(pipeline: string, status: string, body?: unknown): Promise<string>;
   addSession(value: string): Promise<string>;
   close(): Promise<void>;
 }
@@ -74,8 +76,15 @@ export async function createTestApp(o: {
   });
   const bodies: string[] = [];
 
-  return {
+  const t: TestApp = {
     h, app, hub, token, sessionId, logs, bodies, addSession,
+    async triggerAndWait(pipeline, status, body) {
+      const r = await t.call('POST', `/api/etl/pipelines/${pipeline}/trigger`, { body });
+      if (r.status !== 202) throw new Error(`trigger ${pipeline}: ${r.status} ${r.text}`);
+      const { runId } = r.body as { runId: string };
+      await h.waitRun(runId, status);
+      return runId;
+    },
     async call(method, path, c = {}) {
       const headers: Record<string, string> = { ...c.headers };
       const auth = c.auth ?? 'token';
@@ -103,6 +112,7 @@ export async function createTestApp(o: {
       await h.close();
     },
   };
+  return t;
 }
 
 export { demoSeed };

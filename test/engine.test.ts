@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError } from '../steps/errors';
 import { rootJobId } from '../workflows/engine/flow';
 import { createHarness, demoSeed, type Harness } from './engine-harness';
-import { waitFor } from './helpers';
+import { silentLog, waitFor } from './helpers';
+
 
 let h: Harness;
 beforeAll(async () => {
@@ -98,6 +99,25 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     await h.waitRun(runId, 'cancelled');
     const again = await h.engine.trigger('slow');
     await h.engine.cancel(again.runId);
+  });
+
+  it('keeps staged checkpoints for the retention period only', async () => {
+    const { runId: old } = await h.engine.trigger('demo');
+    await h.waitRun(old, 'succeeded');
+    const { runId: recent } = await h.engine.trigger('demo');
+    await h.waitRun(recent, 'succeeded');
+    for (const id of [old, recent]) {
+      await h.db.pool.query(`insert into etl_blobs (run_id, name, seq, rows, data) values ($1, 'fetch.a1', 0, 1, '{}\n')`, [id]);
+    }
+    await h.db.pool.query(`update etl_runs set finished_at = now() - interval '20 days' where id = $1`, [old]);
+    const { reconcileOnce } = await import('../worker/reconciler');
+    const left = async () => (await h.db.pool.query('select run_id from etl_blobs where run_id = any($1::uuid[])', [[old, recent]])).rows.map((r) => r.run_id);
+    // A pass may find the worker's own reconciler holding the lock: poll until one ran.
+    await waitFor(async () => {
+      await reconcileOnce({ db: h.db, queue: h.engine.queue, engine: h.engine, log: silentLog, retentionDays: 14 });
+      return (await left()).length === 1;
+    }, { what: 'the expired checkpoint to be purged' });
+    expect(await left()).toEqual([recent]);
   });
 
   it('answers unknown ids with NotFoundError', async () => {

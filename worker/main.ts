@@ -15,7 +15,7 @@ redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 const services = createServices({ config, db, redis, log });
 const rt = await startWorkerRuntime({
   db, redisUrl: config.REDIS_URL, queueName: config.ETL_QUEUE, registry: defaultRegistry(), services, log,
-  concurrency: config.WORKER_CONCURRENCY, scheduler: {},
+  concurrency: config.WORKER_CONCURRENCY, scheduler: {}, retentionDays: config.CHECKPOINT_RETENTION_DAYS,
 });
 log.info({ queue: config.ETL_QUEUE, concurrency: config.WORKER_CONCURRENCY }, 'worker started');
 

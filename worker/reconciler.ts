@@ -1,6 +1,8 @@
 import type { Queue } from 'bullmq';
 import type { Database } from '../db/client';
+import { purgeExpiredBlobs } from '../db/blobs';
 import * as runs from '../db/runs';
+import { purgeTicks } from '../db/schedule';
 import type { Logger } from '../lib/logger';
 import type { Engine } from '../workflows/engine/engine';
 import { rootJobId } from '../workflows/engine/flow';
@@ -18,6 +20,10 @@ export interface ReconcilerDeps {
   log: Logger;
   /** A run younger than this may not have its flow yet (created, enqueue in flight). */
   graceMs?: number;
+  /** Staged step data of runs finished this many days ago is deleted (checkpoint retention). */
+  retentionDays?: number;
+  /** The tick log is kept this many days. */
+  tickRetentionDays?: number;
 }
 
 const LOCK_KEY = 7301002;
@@ -60,6 +66,10 @@ export async function reconcileOnce(deps: ReconcilerDeps): Promise<{ rebuilt: nu
       }
     }
     if (rebuilt || failed) log.warn({ rebuilt, failed }, 'reconciler repaired runs');
+    // Retention, under the same lock so one replica does it.
+    const purged = await purgeExpiredBlobs(db.pool, deps.retentionDays ?? 14);
+    const ticks = await purgeTicks(db.pool, deps.tickRetentionDays ?? 30);
+    if (purged || ticks) log.info({ stagedChunks: purged, ticks }, 'retention: deleted expired checkpoints and tick log rows');
     return { rebuilt, failed };
   } finally {
     await client.query('commit').catch(() => {});

@@ -30,6 +30,8 @@ export interface WorkerRuntimeOptions {
   concurrency?: number;
   reconcileIntervalMs?: number;
   reconcileGraceMs?: number;
+  /** Checkpoint retention (CHECKPOINT_RETENTION_DAYS). */
+  retentionDays?: number;
   /** How often running steps check Postgres for a cancel they may have missed on pub/sub. */
   cancelPollMs?: number;
   /** Run the cron scheduler in this process (every replica may; ticks are claimed in Postgres). */
@@ -79,6 +81,7 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
 
   const reconciler = startReconciler({
     db: o.db, queue: engine.queue, engine, log: o.log, intervalMs: o.reconcileIntervalMs, graceMs: o.reconcileGraceMs,
+    retentionDays: o.retentionDays,
   });
 
   const scheduler = o.scheduler === false || o.scheduler === undefined ? undefined
