@@ -2,7 +2,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { Redis } from 'ioredis';
+import { parse } from 'yaml';
 import { createDatabase } from '../db/client';
 import { migrateDatabase } from '../db/migrate';
 import { createLogger } from '../lib/logger';
@@ -54,10 +56,31 @@ async function rawRedisWrite(redis: Redis, key: string, n: number): Promise<numb
   return n / secs;
 }
 
+/**
+ * The worker as production runs it: bundled by esbuild (no tsx loader in the process) and
+ * started with the NODE_OPTIONS that docker-compose.yml gives the worker service.
+ */
+async function bundleWorker(): Promise<{ file: string; nodeOptions: string }> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  // Inside the project (.tmp/ is git-ignored) so the bundle's bare imports resolve to
+  // the project's node_modules.
+  const outdir = path.join(here, '..', '.tmp', 'bench');
+  await build({
+    entryPoints: [path.join(here, 'pipeline-worker.ts')], outdir, outExtension: { '.js': '.mjs' }, bundle: true,
+    platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning',
+  });
+  const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { worker: { environment: Record<string, string> } } };
+  return { file: path.join(outdir, 'pipeline-worker.mjs'), nodeOptions: compose.services.worker.environment.NODE_OPTIONS ?? '' };
+}
+
+let bundled: Promise<{ file: string; nodeOptions: string }> | undefined;
 async function spawnWorker(env: Record<string, string>) {
-  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'pipeline-worker.ts');
+  const { file, nodeOptions } = await (bundled ??= bundleWorker());
   const extra = process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...extra, '--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...extra, file], {
+    env: { ...process.env, ...env, NODE_OPTIONS: nodeOptions },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
