@@ -24,6 +24,7 @@ const REDIS = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const LATENCY_RUNS = Number(process.env.BENCH_LATENCY_RUNS ?? 300);
 const THROUGHPUT_RUNS = Number(process.env.BENCH_THROUGHPUT_RUNS ?? 3_000);
 const IN_FLIGHT = 64;
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 1);
 
 interface System {
   start(): Promise<string>;
@@ -80,7 +81,8 @@ async function measure(engine: System, raw: System) {
 
 async function spawnWorker(env: Record<string, string>) {
   const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'engine-worker.ts');
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const extra = env.MODE === 'engine' ? (process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []) : [];
+  const child = spawn(process.execPath, [...extra, '--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
@@ -113,8 +115,10 @@ export async function benchEngine(): Promise<BenchRow[]> {
     const e = JSON.parse(msg);
     if (e.type === 'run' && e.status === 'succeeded') complete(engineDone, e.runId);
   });
-  const stopEngine = await spawnWorker({ MODE: 'engine', REDIS_URL: REDIS, DATABASE_URL: url, QUEUE: queueName });
-  const stopRaw = await spawnWorker({ MODE: 'raw', REDIS_URL: REDIS, QUEUE: rawQueue, DONE_CHANNEL: rawChannel });
+  // As many worker processes per system as production runs replicas (compose: 2).
+  const replicas = Array.from({ length: WORKERS });
+  const stopEngine = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'engine', REDIS_URL: REDIS, DATABASE_URL: url, QUEUE: queueName })));
+  const stopRaw = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'raw', REDIS_URL: REDIS, QUEUE: rawQueue, DONE_CHANNEL: rawChannel })));
 
   let n = 0;
   const keep = { removeOnComplete: { age: 3600, count: 2000 } };
@@ -132,7 +136,7 @@ export async function benchEngine(): Promise<BenchRow[]> {
     { start: rawStart, done: rawDone },
   );
 
-  await Promise.all([stopEngine(), stopRaw()]);
+  await Promise.all([...stopEngine, ...stopRaw].map((stop) => stop()));
   await engine.queue.obliterate({ force: true });
   await new Queue(rawQueue, { connection: redis }).obliterate({ force: true });
   await Promise.all([engine.close(), flows.close()]);
