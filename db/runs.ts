@@ -74,6 +74,9 @@ export async function claimStep(q: Q, a: { runId: string; key: string; generatio
        from etl_runs r
        where st.run_id = $1 and st.key = $2 and r.id = st.run_id and r.generation = $3
          and r.status in ('queued', 'running') and st.status in ('pending', 'running', 'failed')
+         -- a step never runs before every earlier step has succeeded
+         and not exists (select 1 from etl_run_steps p where p.run_id = $1 and p.position < st.position
+                         and p.status not in ('succeeded', 'skipped'))
        returning st.attempts, st.checkpoint),
      lost as (
        update etl_step_attempts set status = 'lost', finished_at = now(), error = coalesce(error, 'worker lost the step')
@@ -166,13 +169,16 @@ export async function failStep(q: Q, a: {
   return rows[0].n === 1;
 }
 
-/** Hands a step back without charging an attempt (worker shutdown). */
+/** Hands a step back (worker shutdown): pending again, its attempt recorded as
+ *  released. The attempt number is not reused: a still-running execution of it stays
+ *  fenced off from the next one. */
 export async function releaseStep(q: Q, a: { runId: string; key: string; attempt: number }): Promise<void> {
   await q.query(
     `with s as (
-       update etl_run_steps set status = 'pending', attempts = attempts - 1, updated_at = now()
+       update etl_run_steps set status = 'pending', updated_at = now()
        where run_id = $1 and key = $2 and attempts = $3 and status = 'running' returning 1)
-     delete from etl_step_attempts where run_id = $1 and step_key = $2 and attempt = $3 and exists (select 1 from s)`,
+     update etl_step_attempts set status = 'released', finished_at = now(), error = 'handed back at worker shutdown'
+     where run_id = $1 and step_key = $2 and attempt = $3 and exists (select 1 from s)`,
     [a.runId, a.key, a.attempt],
   );
 }

@@ -86,7 +86,7 @@ export const etlStepAttempts = pgTable('etl_step_attempts', {
   runId: uuid('run_id').notNull().references(() => etlRuns.id, { onDelete: 'cascade' }),
   stepKey: text('step_key').notNull(),
   attempt: integer('attempt').notNull(),
-  /** running | succeeded | failed | cancelled | lost (its worker died or the run was rebuilt) */
+  /** running | succeeded | failed | cancelled | lost (its worker died or the run was rebuilt) | released (handed back at shutdown) */
   status: text('status').notNull(),
   startedAt: ts('started_at').notNull().defaultNow(),
   finishedAt: ts('finished_at'),

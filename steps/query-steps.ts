@@ -127,7 +127,7 @@ export const queryWriteStep = defineStep<Services, QueryConfig>({
       }
       const r = await writeRedisDataset({
         redis, dataset: ds.dataset, shape: ds.shape, lines: readStagedLines(db, ref, ctx.signal),
-        runId: ctx.runId, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
+        runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
       });
       published[ds.name] = { key: r.key, rows: r.rows };
       rows += r.rows;

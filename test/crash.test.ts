@@ -53,10 +53,13 @@ describe('crashes', () => {
     expect(await a.exited).toBe(0);
     expect(Date.now() - t0).toBeLessThan(10_000);
     const mid = await h.run(runId);
-    expect(mid.steps[1]).toMatchObject({ status: 'pending', attempts: 0 });
+    expect(mid.steps[1]).toMatchObject({ status: 'pending', attempts: 1 });
+    expect(mid.attempts.filter((x) => x.stepKey === 'transform').map((x) => x.status)).toEqual(['released']);
     await spawn(h);
-    await h.waitRun(runId, 'succeeded', 30_000);
+    const done = await h.waitRun(runId, 'succeeded', 30_000);
     expect((await h.execs(runId)).transform).toBe(2);
+    // The next execution got a new attempt number (never the released one's).
+    expect(done.attempts.filter((x) => x.stepKey === 'transform').map((x) => [x.attempt, x.status])).toEqual([[1, 'released'], [2, 'succeeded']]);
   }, 60_000);
 });
 

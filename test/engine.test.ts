@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError } from '../steps/errors';
 import { rootJobId } from '../workflows/engine/flow';
-import { createHarness, demoSeed, type Harness } from './engine-harness';
+import { createHarness, demoSeed, runs, type Harness } from './engine-harness';
 import { silentLog, waitFor } from './helpers';
 
 
@@ -37,6 +37,9 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     expect(failed.steps[1]!.error).toContain('transform told to fail');
     expect(JSON.stringify(failed)).not.toContain('hunter2-secret');
 
+    // The failure failed the flow up to its root, so no job waits for children forever.
+    await waitFor(async () => (await (await h.engine.queue.getJob(rootJobId(runId, failed.generation)))?.getState()) === 'failed',
+      { what: 'the root job to be failed' });
     await expect(h.engine.retryStep(runId, 'fetch')).rejects.toBeInstanceOf(ConflictError);
     await expect(h.engine.retryStep(runId, 'nope')).rejects.toBeInstanceOf(NotFoundError);
     await h.redis.del(`${h.prefix}:fail:transform`);
@@ -99,6 +102,21 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     await h.waitRun(runId, 'cancelled');
     const again = await h.engine.trigger('slow');
     await h.engine.cancel(again.runId);
+  });
+
+  it('never lets a step start before every earlier step has succeeded', async () => {
+    const runId = '11111111-2222-4333-8444-555555555555';
+    await runs.insertRun(h.db.pool, {
+      id: runId, pipelineId: 'other', trigger: 'manual', params: {}, exclusive: false,
+      steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
+    });
+    const claim = (key: string) => runs.claimStep(h.db.pool, { runId, key, generation: 0, jobId: `${runId}.g0.${key}`, worker: 'test' });
+    expect(await claim('transform')).toBeNull();
+    expect(await claim('fetch')).toMatchObject({ attempt: 1 });
+    expect(await claim('transform')).toBeNull();
+    await runs.completeStep(h.db.pool, { runId, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false });
+    expect(await claim('transform')).toMatchObject({ attempt: 1 });
+    await h.engine.cancel(runId);
   });
 
   it('keeps staged checkpoints for the retention period only', async () => {

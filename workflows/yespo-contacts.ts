@@ -53,7 +53,7 @@ const write = defineStep<Services, YespoConfig>({
     const input = staged.parse(ctx.input) as StagedRef & { sandbox?: boolean };
     const r = await writeRedisDataset({
       redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
-      batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, pipelineId: ctx.pipelineId,
+      batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,
       check: ctx.config.check, signal: ctx.signal,
     });
     ctx.reportRows({ in: input.rows, out: r.rows });

@@ -29,6 +29,9 @@ export interface WriteRedisDatasetArgs {
   /** Required for 'hash' rows: the row property that becomes the hash field. */
   keyField?: string;
   runId: string;
+  /** The step attempt writing: each attempt builds under its own key, so a zombie attempt
+   *  of the same run cannot add to (or delete) the build of the current one. */
+  attempt?: number;
   pipelineId: string;
   check?: DataCheckPolicy;
   signal?: AbortSignal;
@@ -115,7 +118,7 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
   if (a.shape === 'hash' && !a.keyField && !a.lines) throw new NonRetryableError(`dataset ${a.dataset}: keyField is required for a hash`);
   if (!a.batches === !a.lines) throw new Error('writeRedisDataset: give exactly one of batches and lines');
   const key = datasetKey(a.dataset);
-  const tmp = tmpKey(a.dataset, a.runId);
+  const tmp = tmpKey(a.dataset, a.attempt === undefined ? a.runId : `${a.runId}.a${a.attempt}`);
   const writer = a.shape === 'hash' ? new HashBuilder(a.redis, tmp, a.keyField ?? '', a) : new JsonBuilder(a.redis, tmp);
   try {
     a.signal?.throwIfAborted();

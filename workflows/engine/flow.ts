@@ -52,6 +52,11 @@ export function buildFlow(a: {
         jobId: stepJobId(a.runId, a.generation, step.key),
         attempts: step.retry.attempts,
         backoff: { type: 'etl' },
+        // A step that fails for good fails its parents up to the root, so a failed run's
+        // jobs end in the failed set and are trimmed by KEEP_FAILED instead of a root
+        // waiting for its children forever. Retries rebuild the flow; they never retry
+        // these jobs in place.
+        failParentOnFailure: true,
         removeOnComplete: KEEP_COMPLETED,
         removeOnFail: KEEP_FAILED,
       },

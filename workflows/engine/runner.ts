@@ -69,8 +69,19 @@ export function createRunner(deps: RunnerDeps) {
   async function processStep(job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
     const { runId, generation, key, pipelineId } = job.data;
     const step = registry.get(job.data.workflow)?.steps.find((s) => s.key === key);
-    const claim = await withDbRetry(() => runs.claimStep(db.pool, { runId, key, generation, jobId: job.id!, worker: workerId }));
-    // Already succeeded, run cancelled/finished, or an older generation's job: nothing to do.
+    let claim: runs.ClaimedStep | null;
+    try {
+      claim = await withDbRetry(() => runs.claimStep(db.pool, { runId, key, generation, jobId: job.id!, worker: workerId }));
+    } catch (err) {
+      // Postgres is still away after the retries: the step never started, so put the job
+      // back without spending one of its attempts.
+      log.warn({ runId, step: key, err: String(err) }, 'cannot claim the step (database unavailable); retrying later');
+      if (!token) throw err;
+      await job.moveToDelayed(Date.now() + 5_000, token);
+      throw new DelayedError();
+    }
+    // Already succeeded, run cancelled/finished, an earlier step not succeeded, or an
+    // older generation's job: nothing to do (the reconciler repairs a run left behind).
     if (!claim) return { skipped: true };
     const attempt = claim.attempt;
     const slog = log.child({ runId, pipelineId, step: key, attempt });
@@ -123,7 +134,8 @@ export function createRunner(deps: RunnerDeps) {
     } catch (raw) {
       const err = controller.signal.aborted && controller.signal.reason instanceof StepAbortedError ? controller.signal.reason : raw;
       if (err instanceof StepAbortedError && err.reason === 'shutdown' && token) {
-        // Hand the step back without charging an attempt; another worker takes it.
+        // Hand the step back without charging a retry (BullMQ's attemptsMade is untouched);
+        // the next execution gets a new attempt number, so the two never share staging.
         await withDbRetry(() => runs.releaseStep(db.pool, { runId, key, attempt }), { retries: 2 }).catch(() => {});
         await job.moveToDelayed(Date.now() + 250, token);
         throw new DelayedError();
@@ -135,11 +147,15 @@ export function createRunner(deps: RunnerDeps) {
       const final = err instanceof NonRetryableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       const message = redact(errorMessage(err));
       const stack = err instanceof Error && err.stack ? redact(err.stack) : null;
-      const recorded = await withDbRetry(() => runs.failStep(db.pool, { runId, key, generation, attempt, error: message, stack, final }))
-        .catch((dbErr) => {
-          slog.error({ err: String(dbErr) }, 'could not record step failure');
-          return false;
-        });
+      let recorded: boolean;
+      try {
+        recorded = await withDbRetry(() => runs.failStep(db.pool, { runId, key, generation, attempt, error: message, stack, final }));
+      } catch (dbErr) {
+        // Unrecorded, the failure must not let the flow move on: BullMQ retries the job
+        // (or fails it, and with it the run's flow, which the reconciler rebuilds).
+        slog.error({ err: String(dbErr) }, 'could not record step failure');
+        throw new Error(message);
+      }
       if (!recorded) return { superseded: true };
       slog.warn({ final, error: message }, final ? 'step failed' : 'step attempt failed; will retry');
       events.step(runId, pipelineId, key, final ? 'failed' : 'pending', attempt);
