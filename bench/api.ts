@@ -235,6 +235,7 @@ export async function benchApi(): Promise<BenchRow[]> {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     await redis.del(`mc:sess:${sessionId}`);
     await hub.close();
+    await engine.queue.obliterate({ force: true }).catch(() => {});
     await engine.close();
     redis.disconnect();
     await db.drop();
