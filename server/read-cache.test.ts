@@ -43,16 +43,41 @@ describe('read cache', () => {
     expect(await cache.get('run:a', async () => 'after')).toBe('after');
   });
 
-  it('drops pipeline lists on any run event of the pipeline, and expires entries', async () => {
+  it('drops pipeline lists on any run event of the pipeline; past its TTL an entry is served while it refreshes', async () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 1 });
     expect(await cache.get('pipelines', async () => 'a')).toBe('a');
-    await new Promise((r) => setTimeout(r, 5));
-    expect(await cache.get('pipelines', async () => 'b')).toBe('b');
+    await new Promise((r) => setTimeout(r, 5)); // past the 1 ms TTL
+    const next = deferred();
+    expect(await cache.get('pipelines', () => next.promise)).toBe('a'); // stale, refresh started
+    expect(await cache.get('pipelines', async () => 'never')).toBe('a'); // one refresh at a time
+    next.resolve('b');
+    await next.promise;
+    await Promise.resolve();
+    expect(await cache.get('pipelines', async () => 'c')).toBe('b');
     const fresh = createReadCache(src.subscribe, { ttlMs: 60_000 });
     await fresh.get('pipelines', async () => 'x');
     src.emit({ type: 'run', runId: 'r', pipelineId: 'p' });
     expect(await fresh.get('pipelines', async () => 'y')).toBe('y');
+  });
+
+  it('a refresh that raced an unrelated invalidation is dropped, and the next read refreshes again', async () => {
+    const src = source();
+    const cache = createReadCache(src.subscribe, { ttlMs: 1 });
+    await cache.get('run:a', async () => 'v1');
+    await new Promise((r) => setTimeout(r, 5));
+    const slow = deferred();
+    expect(await cache.get('run:a', () => slow.promise)).toBe('v1');
+    src.emit({ type: 'step', runId: 'other', pipelineId: 'p' });
+    slow.resolve('v2-maybe-stale');
+    await slow.promise;
+    await Promise.resolve();
+    const again = deferred();
+    expect(await cache.get('run:a', () => again.promise)).toBe('v1');
+    again.resolve('v3');
+    await again.promise;
+    await Promise.resolve();
+    expect(await cache.get('run:a', async () => 'v4')).toBe('v3');
   });
 
   it('is off without an event stream', async () => {

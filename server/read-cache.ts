@@ -8,8 +8,12 @@ import type { SubscribeEvents } from './context';
  * stored. `ttlMs` bounds staleness for changes that emit no event (a schedule edited
  * through another api replica). Without an event stream there is no cache.
  */
+/** Responses are cached encoded, so a hit costs no serialisation and no UTF-8 encoding. */
+export type Cached = Uint8Array<ArrayBuffer>;
+export const jsonBytes = (value: unknown): Cached => new TextEncoder().encode(JSON.stringify(value));
+
 export interface ReadCache {
-  get(key: string, load: () => Promise<string | null>): Promise<string | null>;
+  get<T extends Cached | string>(key: string, load: () => Promise<T | null>): Promise<T | null>;
   /** Forget everything about a run, and the pipeline lists that show it. */
   invalidateRun(runId: string, pipelineId?: string): void;
   invalidatePipeline(pipelineId: string): void;
@@ -18,7 +22,9 @@ export interface ReadCache {
 
 interface Entry {
   at: number;
-  value: Promise<string | null>;
+  value: Promise<unknown>;
+  settled: boolean;
+  refreshing: boolean;
 }
 
 export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { ttlMs?: number; maxEntries?: number } = {}): ReadCache {
@@ -44,6 +50,33 @@ export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { 
       dropPrefix('pipeline:');
     }
   };
+  /** Loads `key`; the result replaces `previous` (if still current) once it arrives. */
+  function start(key: string, load: () => Promise<unknown>, previous?: Entry): Entry {
+    const started = epoch;
+    const entry: Entry = { at: Date.now(), value: load(), settled: false, refreshing: false };
+    if (!previous) {
+      entries.set(key, entry);
+      if (entries.size > max) entries.delete(entries.keys().next().value!);
+    }
+    entry.value.then(
+      () => {
+        entry.settled = true;
+        const current = entries.get(key);
+        if (epoch !== started) {
+          // Something was invalidated meanwhile: this result may predate it. Drop it; a
+          // refreshed entry that is still current refreshes again on the next read.
+          if (current === entry) entries.delete(key);
+          if (previous && current === previous) previous.refreshing = false;
+        } else if (previous && current === previous) entries.set(key, entry);
+      },
+      () => {
+        if (entries.get(key) === entry) entries.delete(key);
+        if (previous && entries.get(key) === previous) previous.refreshing = false;
+      },
+    );
+    return entry;
+  }
+
   const unsubscribe = subscribe?.((data) => {
     try {
       const e = JSON.parse(data) as { runId?: string; pipelineId?: string };
@@ -54,24 +87,20 @@ export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { 
   }, () => entries.clear());
 
   return {
-    async get(key, load) {
+    async get<T>(key: string, load: () => Promise<T | null>): Promise<T | null> {
       if (!unsubscribe) return load();
       const hit = entries.get(key);
-      if (hit && Date.now() - hit.at < ttl) return hit.value;
-      const started = epoch;
-      const value = load();
-      const entry = { at: Date.now(), value };
-      entries.set(key, entry);
-      if (entries.size > max) entries.delete(entries.keys().next().value!);
-      value.then(
-        () => {
-          if (epoch !== started && entries.get(key) === entry) entries.delete(key);
-        },
-        () => {
-          if (entries.get(key) === entry) entries.delete(key);
-        },
-      );
-      return value;
+      if (hit && Date.now() - hit.at < ttl) return hit.value as Promise<T | null>;
+      // Past its TTL but not invalidated by an event: serve it while one refresh runs, so
+      // readers never all queue behind the reload.
+      if (hit && hit.settled) {
+        if (!hit.refreshing) {
+          hit.refreshing = true;
+          start(key, load, hit);
+        }
+        return hit.value as Promise<T | null>;
+      }
+      return start(key, load).value as Promise<T | null>;
     },
     invalidateRun,
     invalidatePipeline,

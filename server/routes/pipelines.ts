@@ -1,7 +1,7 @@
 import { getPipeline, updatePipeline } from '../../db/pipelines';
 import { getPipelineWithLastRun, listPipelinesWithLastRun, listRuns, type PipelineView } from '../../db/read';
 import { listTicks } from '../../db/schedule';
-import type { ReadCache } from '../read-cache';
+import { jsonBytes, type ReadCache } from '../read-cache';
 import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
 import { NotFoundError } from '../../steps/errors';
 import type { AppDeps } from '../context';
@@ -72,7 +72,7 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         responses: { 200: { description: 'the pipelines', schema: s.PipelineList } },
         handler: async (c) => {
           const body = await cache.get('pipelines', async () =>
-            JSON.stringify({ pipelines: await Promise.all((await listPipelinesWithLastRun(db.pool)).map(present)) }));
+            jsonBytes({ pipelines: await Promise.all((await listPipelinesWithLastRun(db.pool)).map(present)) }));
           return c.body(body!, 200, { 'content-type': 'application/json' });
         },
       }),
@@ -80,7 +80,7 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         method: 'GET', path: '/pipelines/:id', tag: 'pipelines', summary: 'One pipeline', params: s.PipelineParams,
         responses: { 200: { description: 'the pipeline', schema: s.PipelineEnvelope }, 404: notFound },
         handler: async (c, { params }) => {
-          const body = await cache.get(`pipeline:${params.id}`, async () => JSON.stringify({ pipeline: await load(params.id) }));
+          const body = await cache.get(`pipeline:${params.id}`, async () => jsonBytes({ pipeline: await load(params.id) }));
           return c.body(body!, 200, { 'content-type': 'application/json' });
         },
       }),

@@ -4,7 +4,7 @@ import type { AppDeps } from '../context';
 import { HttpError } from '../errors';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
-import type { ReadCache } from '../read-cache';
+import { jsonBytes, type ReadCache } from '../read-cache';
 import { streamEvents } from '../sse';
 
 /** Runs: the drilldown, operator actions, and the live event stream (SPEC §6). */
@@ -34,7 +34,7 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         handler: async (c, { params }) => {
           const body = await cache.get(`run:${params.runId}`, async () => {
             const run = await getRunDetail(db.pool, params.runId);
-            return run ? JSON.stringify({ run }) : null;
+            return run ? jsonBytes({ run }) : null;
           });
           if (!body) throw new NotFoundError(`run ${params.runId}`);
           return c.body(body, 200, { 'content-type': 'application/json' });
@@ -47,7 +47,7 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         handler: async (c, { params }) => {
           const body = await cache.get(`run:${params.runId}:step:${params.step}`, async () => {
             const step = await getStepDetail(db.pool, params.runId, params.step);
-            return step ? JSON.stringify({ step }) : null;
+            return step ? jsonBytes({ step }) : null;
           });
           if (!body) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
           return c.body(body, 200, { 'content-type': 'application/json' });
