@@ -77,13 +77,20 @@ export function createMetrics(o: {
     },
   });
 
+  // One tick-log query per scrape, shared by the scheduler gauges (like `counts` above).
+  let health: { at: number; value: ReturnType<typeof schedulerHealth> } | null = null;
+  const scheduler = () => {
+    if (!health || Date.now() - health.at > 1_000) health = { at: Date.now(), value: schedulerHealth(o.db.pool) };
+    return health.value;
+  };
+
   // Scheduler health, from the tick log (BullMQ schedulers have silently stopped in the
   // past; ours is watched from outside the process that runs it).
   new client.Gauge({
     name: 'etl_scheduler_tick_lag_seconds', help: 'Lag from cron tick to run enqueued, last 15 min', labelNames: ['quantile'], registers: [registry],
     async collect() {
       try {
-        const h = await schedulerHealth(o.db.pool);
+        const h = await scheduler();
         this.set({ quantile: 'max' }, (h.maxLagMs ?? 0) / 1000);
         this.set({ quantile: '0.99' }, (h.p99LagMs ?? 0) / 1000);
       } catch {
@@ -95,7 +102,7 @@ export function createMetrics(o: {
     name: 'etl_scheduler_stale_pending_ticks', help: 'Ticks claimed over 30 s ago and not yet handled', registers: [registry],
     async collect() {
       try {
-        this.set((await schedulerHealth(o.db.pool)).stalePending);
+        this.set((await scheduler()).stalePending);
       } catch {
         scrapeErrors.inc({ source: 'postgres' });
       }
