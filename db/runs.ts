@@ -64,26 +64,36 @@ export interface ClaimedStep {
 }
 
 /** Marks the step running for a new attempt. Null when the step must not run (already
- *  succeeded, run no longer active, or this job belongs to an older flow generation). */
-export async function claimStep(q: Q, a: { runId: string; key: string; generation: number; jobId: string; worker: string }): Promise<ClaimedStep | null> {
+ *  succeeded, run no longer active, or this job belongs to an older flow generation).
+ *  With `adopt` (the job's first activation), a claim the previous step's completion
+ *  made on the job's behalf (a handoff) is taken over as is instead of a new attempt. */
+export async function claimStep(q: Q, a: {
+  runId: string; key: string; generation: number; jobId: string; worker: string; adopt?: boolean;
+}): Promise<ClaimedStep | null> {
   const { rows } = await q.query({
     name: 'etl-claim-step',
-    text: `with s as (
-       update etl_run_steps st set status = 'running', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now()),
-         finished_at = null, job_id = $4, updated_at = now()
-       from etl_runs r
+    text: `with o as (
+       select ($6::boolean and handoff and status = 'running' and job_id = $4) as adopt
+       from etl_run_steps where run_id = $1 and key = $2),
+     s as (
+       update etl_run_steps st set status = 'running', attempts = st.attempts + case when o.adopt then 0 else 1 end,
+         started_at = coalesce(st.started_at, now()), finished_at = null, job_id = $4, handoff = false, updated_at = now()
+       from etl_runs r, o
        where st.run_id = $1 and st.key = $2 and r.id = st.run_id and r.generation = $3
          and r.status in ('queued', 'running') and st.status in ('pending', 'running', 'failed')
          -- a step never runs before every earlier step has succeeded
          and not exists (select 1 from etl_run_steps p where p.run_id = $1 and p.position < st.position
                          and p.status not in ('succeeded', 'skipped'))
-       returning st.attempts, st.checkpoint),
+       returning st.attempts, st.checkpoint, o.adopt),
      lost as (
        update etl_step_attempts set status = 'lost', finished_at = now(), error = coalesce(error, 'worker lost the step')
-       where run_id = $1 and step_key = $2 and status = 'running' and exists (select 1 from s)),
+       where run_id = $1 and step_key = $2 and status = 'running' and exists (select 1 from s where not s.adopt)),
      ins as (
        insert into etl_step_attempts (run_id, step_key, attempt, status, worker)
-       select $1, $2, s.attempts, 'running', $5 from s),
+       select $1, $2, s.attempts, 'running', $5 from s where not s.adopt),
+     adopted as (
+       update etl_step_attempts a set worker = $5
+       from s where s.adopt and a.run_id = $1 and a.step_key = $2 and a.attempt = s.attempts),
      ru as (
        update etl_runs set status = 'running', started_at = coalesce(started_at, now()), updated_at = now()
        where id = $1 and status = 'queued' and exists (select 1 from s) returning id)
@@ -91,7 +101,7 @@ export async function claimStep(q: Q, a: { runId: string; key: string; generatio
        (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
          where run_id = $1 and status = 'succeeded') as outputs
      from s, etl_runs r join etl_pipelines p on p.id = r.pipeline_id where r.id = $1`,
-    values: [a.runId, a.key, a.generation, a.jobId, a.worker],
+    values: [a.runId, a.key, a.generation, a.jobId, a.worker, a.adopt ?? false],
   });
   const row = rows[0];
   if (!row) return null;
@@ -112,19 +122,23 @@ export async function saveCheckpoint(q: Q, a: { runId: string; key: string; atte
 }
 
 /** Records a step's success. For the last step it also marks the run succeeded (when
- *  every other step has), saving the root job a round trip. */
+ *  every other step has), saving the root job a round trip. Otherwise, given `next`, it
+ *  claims the next step in the same statement on behalf of that step's job (a handoff,
+ *  `handoff = true`): the job's first activation takes the claim over, locally in the
+ *  worker that made it or with claimStep's `adopt`, so a step costs one round trip. */
 export async function completeStep(q: Q, a: {
   runId: string; key: string; generation: number; attempt: number; output: unknown; rowsIn: number | null; rowsOut: number | null;
-  last: boolean;
-}): Promise<{ done: boolean; runFinished: boolean }> {
+  last: boolean; next?: { key: string; jobId: string; worker: string };
+}): Promise<{ done: boolean; runFinished: boolean; next: ClaimedStep | null }> {
+  const output = JSON.stringify(a.output ?? null);
   const { rows } = await q.query({
     name: 'etl-complete-step',
     text: `with s as (
        update etl_run_steps st set status = 'succeeded', output = $5, rows_in = $6, rows_out = $7, finished_at = now(),
-         error = null, error_stack = null, updated_at = now()
+         error = null, error_stack = null, handoff = false, updated_at = now()
        from etl_runs r
        where st.run_id = $1 and st.key = $2 and st.attempts = $4 and st.status = 'running'
-         and r.id = st.run_id and r.generation = $3
+         and r.id = st.run_id and r.generation = $3 and r.status in ('queued', 'running')
        returning 1),
      a as (
        update etl_step_attempts set status = 'succeeded', finished_at = now()
@@ -136,11 +150,36 @@ export async function completeStep(q: Q, a: {
            'out', $7::int)
        where id = $1 and $8 and generation = $3 and status in ('queued', 'running') and exists (select 1 from s)
          and not exists (select 1 from etl_run_steps where run_id = $1 and key <> $2 and status not in ('succeeded', 'skipped'))
-       returning 1)
-     select (select count(*)::int from s) as n, (select count(*)::int from ru) as finished`,
-    values: [a.runId, a.key, a.generation, a.attempt, JSON.stringify(a.output ?? null), a.rowsIn, a.rowsOut, a.last],
+       returning 1),
+     nx as (
+       update etl_run_steps st set status = 'running', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now()),
+         finished_at = null, job_id = $10, handoff = true, updated_at = now()
+       where st.run_id = $1 and st.key = $9 and st.status in ('pending', 'failed') and exists (select 1 from s)
+         -- this statement sees step $2 as it was (running): every other earlier step must have succeeded
+         and not exists (select 1 from etl_run_steps p where p.run_id = $1 and p.position < st.position and p.key <> $2
+                         and p.status not in ('succeeded', 'skipped'))
+       returning st.attempts, st.checkpoint),
+     nxa as (
+       insert into etl_step_attempts (run_id, step_key, attempt, status, worker)
+       select $1, $9, nx.attempts, 'running', $11 from nx)
+     select (select count(*)::int from s) as n, (select count(*)::int from ru) as finished,
+       nx.attempts, nx.checkpoint, r.params, r.pipeline_id, p.config,
+       (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
+         where run_id = $1 and status = 'succeeded') as outputs
+     from (select 1) one
+       left join nx on true
+       left join etl_runs r on r.id = $1 and nx.attempts is not null
+       left join etl_pipelines p on p.id = r.pipeline_id`,
+    values: [a.runId, a.key, a.generation, a.attempt, output, a.rowsIn, a.rowsOut, a.last,
+      a.next?.key ?? null, a.next?.jobId ?? null, a.next?.worker ?? null],
   });
-  return { done: rows[0].n === 1, runFinished: rows[0].finished === 1 };
+  const row = rows[0];
+  const next: ClaimedStep | null = row.attempts == null ? null : {
+    attempt: row.attempts, checkpoint: row.checkpoint, params: row.params, pipelineId: row.pipeline_id, config: row.config,
+    // The statement saw the outputs from before it: add the one it recorded.
+    outputs: { ...row.outputs, [a.key]: a.output ?? null }, runStarted: false,
+  };
+  return { done: row.n === 1, runFinished: row.finished === 1, next };
 }
 
 /** Records a failed attempt. `final` moves the step and the run to failed; otherwise the
@@ -152,7 +191,7 @@ export async function failStep(q: Q, a: {
     name: 'etl-fail-step',
     text: `with s as (
        update etl_run_steps st set status = case when $7 then 'failed' else 'pending' end, error = $5, error_stack = $6,
-         finished_at = case when $7 then now() else null end, updated_at = now()
+         handoff = false, finished_at = case when $7 then now() else null end, updated_at = now()
        from etl_runs r
        where st.run_id = $1 and st.key = $2 and st.attempts = $4 and st.status = 'running'
          and r.id = st.run_id and r.generation = $3
@@ -175,7 +214,7 @@ export async function failStep(q: Q, a: {
 export async function releaseStep(q: Q, a: { runId: string; key: string; attempt: number }): Promise<void> {
   await q.query(
     `with s as (
-       update etl_run_steps set status = 'pending', updated_at = now()
+       update etl_run_steps set status = 'pending', handoff = false, updated_at = now()
        where run_id = $1 and key = $2 and attempts = $3 and status = 'running' returning 1)
      update etl_step_attempts set status = 'released', finished_at = now(), error = 'handed back at worker shutdown'
      where run_id = $1 and step_key = $2 and attempt = $3 and exists (select 1 from s)`,

@@ -78,6 +78,9 @@ export const etlRunSteps = pgTable('etl_run_steps', {
   /** The step's result once succeeded: a small value or a reference into etl_blobs. */
   output: jsonb('output'),
   jobId: text('job_id'),
+  /** Claimed by the previous step's completion on behalf of its job, which has not yet
+   *  taken the claim over (see completeStep in db/runs.ts). */
+  handoff: boolean('handoff').notNull().default(false),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.runId, t.key] })]);
 

@@ -119,6 +119,66 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     await h.engine.cancel(runId);
   });
 
+  it('hands the next step over in the completing statement; only its job\'s first activation takes it over', async () => {
+    const insert = async (runId: string) => {
+      await runs.insertRun(h.db.pool, {
+        id: runId, pipelineId: 'other', trigger: 'manual', params: { p: 1 }, exclusive: false,
+        steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
+      });
+      await runs.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
+      return runs.completeStep(h.db.pool, {
+        runId, key: 'fetch', generation: 0, attempt: 1, output: { ref: 'x' }, rowsIn: null, rowsOut: 3, last: false,
+        next: { key: 'transform', jobId: `${runId}.g0.transform`, worker: 'A' },
+      });
+    };
+    const state = async (runId: string) => (await h.db.pool.query(
+      `select s.status, s.attempts, s.handoff, (select json_agg(json_build_object('n', a.attempt, 'status', a.status, 'worker', a.worker) order by a.attempt)
+         from etl_step_attempts a where a.run_id = s.run_id and a.step_key = s.key) as history
+       from etl_run_steps s where s.run_id = $1 and s.key = 'transform'`, [runId])).rows[0];
+    const claim = (runId: string, o: { adopt: boolean; jobId?: string }) => runs.claimStep(h.db.pool, {
+      runId, key: 'transform', generation: 0, jobId: o.jobId ?? `${runId}.g0.transform`, worker: 'B', adopt: o.adopt,
+    });
+
+    // The completion claimed transform: attempt 1, running, recorded for worker A, with
+    // the outputs and params the step needs.
+    const a = '21111111-2222-4333-8444-555555555555';
+    const done = await insert(a);
+    expect(done).toMatchObject({ done: true, runFinished: false, next: { attempt: 1, params: { p: 1 }, outputs: { fetch: { ref: 'x' } } } });
+    expect(await state(a)).toEqual({ status: 'running', attempts: 1, handoff: true, history: [{ n: 1, status: 'running', worker: 'A' }] });
+    // Its job's first activation in another worker adopts attempt 1 (no new attempt).
+    expect(await claim(a, { adopt: true })).toMatchObject({ attempt: 1, outputs: { fetch: { ref: 'x' } } });
+    expect(await state(a)).toEqual({ status: 'running', attempts: 1, handoff: false, history: [{ n: 1, status: 'running', worker: 'B' }] });
+    // A later activation (a stall, a retry) fences the adopted execution off.
+    expect(await claim(a, { adopt: true })).toMatchObject({ attempt: 2 });
+    expect((await state(a)).history.map((x: { status: string }) => x.status)).toEqual(['lost', 'running']);
+
+    // A re-activation of the job (adopt false) or another job never adopts.
+    const b = '31111111-2222-4333-8444-555555555555';
+    await insert(b);
+    expect(await claim(b, { adopt: true, jobId: 'another-job' })).toMatchObject({ attempt: 2 });
+    expect(await state(b)).toMatchObject({ attempts: 2, handoff: false, history: [{ n: 1, status: 'lost' }, { n: 2, status: 'running', worker: 'B' }] });
+    const b2 = '32111111-2222-4333-8444-555555555555';
+    await insert(b2);
+    expect(await claim(b2, { adopt: false })).toMatchObject({ attempt: 2 });
+
+    // A run cancelled after the handoff: its job cannot take the step.
+    const c = '41111111-2222-4333-8444-555555555555';
+    await insert(c);
+    await h.engine.cancel(c);
+    expect(await claim(c, { adopt: true })).toBeNull();
+    expect(await state(c)).toMatchObject({ status: 'cancelled', history: [{ n: 1, status: 'cancelled' }] });
+
+    // The last step hands nothing over; a completion that lost its attempt hands nothing over.
+    const d = '51111111-2222-4333-8444-555555555555';
+    await insert(d);
+    const stale = await runs.completeStep(h.db.pool, {
+      runId: d, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false,
+      next: { key: 'transform', jobId: `${d}.g0.transform`, worker: 'A' },
+    });
+    expect(stale).toEqual({ done: false, runFinished: false, next: null });
+    for (const id of [a, b, b2, d]) await h.engine.cancel(id);
+  });
+
   it('keeps staged checkpoints for the retention period only', async () => {
     const { runId: old } = await h.engine.trigger('demo');
     await h.waitRun(old, 'succeeded');

@@ -7,12 +7,14 @@ import { redact } from '../../lib/redact';
 import { NonRetryableError, StepAbortedError } from '../../steps/errors';
 import type { Registry, StepContext, StepDef } from './define';
 import type { EventBus } from './events';
-import type { RunJobData, StepJobData } from './flow';
+import { stepJobId, type RunJobData, type StepJobData } from './flow';
 
 /**
  * Executes BullMQ jobs of run flows. A step job: claim the step in Postgres (a fenced
  * update that refuses succeeded steps, inactive runs and stale flow generations), run the
- * step with an AbortSignal, record the result. The root job marks the run succeeded.
+ * step with an AbortSignal, record the result. Recording a success also claims the next
+ * step for its job (a handoff), so a step costs one Postgres round trip; the last step's
+ * success marks the run succeeded, leaving the root job nothing to do.
  */
 export interface RunnerDeps {
   db: Database;
@@ -27,6 +29,9 @@ export interface RunnerDeps {
 
 export class ActiveSteps {
   private byRun = new Map<string, Set<AbortController>>();
+  /** Runs this process heard were cancelled, kept a minute: a handoff claimed before the
+   *  cancel is then not taken over locally (the Postgres claim refuses it). */
+  private cancelled = new Map<string, number>();
 
   add(runId: string, c: AbortController): () => void {
     let set = this.byRun.get(runId);
@@ -39,7 +44,19 @@ export class ActiveSteps {
   }
 
   abortRun(runId: string, reason: StepAbortedError): void {
+    if (reason.reason === 'cancelled') {
+      const now = Date.now();
+      for (const [id, at] of this.cancelled) {
+        if (now - at < 60_000) break;
+        this.cancelled.delete(id);
+      }
+      this.cancelled.set(runId, now);
+    }
     for (const c of this.byRun.get(runId) ?? []) c.abort(reason);
+  }
+
+  wasCancelled(runId: string): boolean {
+    return this.cancelled.has(runId);
   }
 
   abortAll(reason: StepAbortedError): void {
@@ -55,8 +72,31 @@ export class ActiveSteps {
   }
 }
 
+/** How long a handoff may wait for its job and still be taken over without Postgres;
+ *  an older one (a backed-up queue) goes through the fenced claim, which re-checks the run. */
+const HANDOFF_FRESH_MS = 1_000;
+
 export function createRunner(deps: RunnerDeps) {
   const { db, registry, events, log, workerId } = deps;
+  // Claims this process made for the next step's job when completing a step, by job id.
+  const handoffs = new Map<string, { claim: runs.ClaimedStep; at: number }>();
+  function keepHandoff(jobId: string, claim: runs.ClaimedStep) {
+    const now = Date.now();
+    for (const [id, h] of handoffs) {
+      if (now - h.at < HANDOFF_FRESH_MS && handoffs.size < 10_000) break;
+      handoffs.delete(id);
+    }
+    handoffs.set(jobId, { claim, at: now });
+  }
+  /** The handoff for this job, if this is its first activation (BullMQ counts
+   *  activations atomically, so no other execution of the job can take it too). */
+  function takeHandoff(job: Job<StepJobData>): runs.ClaimedStep | null {
+    const h = handoffs.get(job.id!);
+    if (!h) return null;
+    handoffs.delete(job.id!);
+    if (job.attemptsStarted !== 1 || Date.now() - h.at >= HANDOFF_FRESH_MS || deps.active.wasCancelled(job.data.runId)) return null;
+    return h.claim;
+  }
 
   // The root job has nothing left to do: the last step marks the run succeeded in the
   // same statement that records its own success, and a flow rebuilt with no step left to
@@ -69,9 +109,12 @@ export function createRunner(deps: RunnerDeps) {
   async function processStep(job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
     const { runId, generation, key, pipelineId } = job.data;
     const step = registry.get(job.data.workflow)?.steps.find((s) => s.key === key);
-    let claim: runs.ClaimedStep | null;
+    const local = takeHandoff(job);
+    let claim = local;
     try {
-      claim = await withDbRetry(() => runs.claimStep(db.pool, { runId, key, generation, jobId: job.id!, worker: workerId }));
+      claim ??= await withDbRetry(() => runs.claimStep(db.pool, {
+        runId, key, generation, jobId: job.id!, worker: workerId, adopt: job.attemptsStarted === 1,
+      }));
     } catch (err) {
       // Postgres is still away after the retries: the step never started, so put the job
       // back without spending one of its attempts.
@@ -86,7 +129,7 @@ export function createRunner(deps: RunnerDeps) {
     const attempt = claim.attempt;
     const slog = log.child({ runId, pipelineId, step: key, attempt });
     if (claim.runStarted) events.run(runId, pipelineId, 'running');
-    events.step(runId, pipelineId, key, 'running', attempt);
+    if (!local) events.step(runId, pipelineId, key, 'running', attempt); // a handoff announced it already
 
     const controller = new AbortController();
     const release = deps.active.add(runId, controller);
@@ -123,14 +166,20 @@ export function createRunner(deps: RunnerDeps) {
       };
       const output = await untilAborted(step.run(ctx), controller.signal);
       const checked = step.output ? parseOutput(step, output) : output;
-      const last = wf.steps[wf.steps.length - 1] === step;
-      const { done, runFinished } = await withDbRetry(() => runs.completeStep(db.pool, {
-        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last,
+      const nextStep = wf.steps[index + 1];
+      const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: workerId };
+      const done = await withDbRetry(() => runs.completeStep(db.pool, {
+        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
       }));
-      if (done) events.step(runId, pipelineId, key, 'succeeded', attempt);
+      const { runFinished } = done;
+      if (done.done) events.step(runId, pipelineId, key, 'succeeded', attempt);
       else slog.warn('step finished but its attempt was superseded; result discarded');
       if (runFinished) events.run(runId, pipelineId, 'succeeded');
-      return { ok: done, runFinished };
+      if (done.next && next) {
+        keepHandoff(next.jobId, done.next);
+        events.step(runId, pipelineId, next.key, 'running', done.next.attempt);
+      }
+      return { ok: done.done, runFinished };
     } catch (raw) {
       const err = controller.signal.aborted && controller.signal.reason instanceof StepAbortedError ? controller.signal.reason : raw;
       if (err instanceof StepAbortedError && err.reason === 'shutdown' && token) {

@@ -1,0 +1,1 @@
+ALTER TABLE "etl_run_steps" ADD COLUMN "handoff" boolean DEFAULT false NOT NULL;
