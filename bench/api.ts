@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -28,14 +29,20 @@ import { now, percentile, pool, type BenchRow } from './util';
  * costs: one connection (the service time, no queueing), and an open loop at a steady
  * 100 req/s over the same 50 connections, timed from when each request was due.
  *
- * The load generator runs in a child process by default (BENCH_API_LOADGEN=inproc runs it
- * in the server's process): on a 2-core box a generator sharing the server's event loop
- * adds its own work to every request's latency.
+ * The closed-loop passes use wrk (Debian's `wrk`, a C load generator) when it is
+ * installed: a Node.js generator parsing 40 KB responses at 7k req/s needs a core of its
+ * own, and on a 2-core box its queueing showed up as server latency (p99 20 ms with it,
+ * 9 ms with wrk for the same server). Without wrk, or with BENCH_API_LOADGEN=child|inproc,
+ * the Node.js generator runs them, in a child process or in the server's own. The open
+ * loop (a steady rate) always uses the Node.js generator (wrk has no rate option).
  */
 const PG = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432';
 const REDIS = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 5_000);
-const LOADGEN = process.env.BENCH_API_LOADGEN === 'inproc' ? 'inproc' : 'child';
+const WRK = '/usr/bin/wrk';
+const LOADGEN_ENV = process.env.BENCH_API_LOADGEN;
+const LOADGEN = LOADGEN_ENV === 'inproc' ? 'inproc' : LOADGEN_ENV === 'child' || !existsSync(WRK) ? 'child' : 'wrk';
+const WRK_SECONDS = Number(process.env.BENCH_API_WRK_SECONDS ?? 5);
 const CONNECTIONS = 50;
 const RUNS_PER_PIPELINE = 100;
 const OPEN_RATE = 100;
@@ -48,7 +55,10 @@ interface Target {
   /** Open loop: requests are due at this rate (req/s) and timed from when they were due. */
   rate?: number;
 }
-interface LoadResult { name: string; connections: number; rate?: number; n: number; errors: number; p50: number; p99: number; max: number; rps: number; bytes: number }
+interface LoadResult {
+  name: string; connections: number; rate?: number; n: number; errors: number; p50: number; p99: number; max: number; rps: number; bytes: number;
+  loadgen: string;
+}
 
 function get(url: string, headers: Record<string, string>, agent: http.Agent): Promise<{ status: number; bytes: number }> {
   return new Promise((resolve, reject) => {
@@ -91,12 +101,39 @@ async function hammer(base: string, t: Target): Promise<LoadResult> {
     });
     const secs = (now() - t0) / 1000;
     return {
-      name: t.name, connections: t.connections, rate: t.rate, n: lat.length, errors, bytes,
+      name: t.name, connections: t.connections, rate: t.rate, n: lat.length, errors, bytes, loadgen: LOADGEN === 'inproc' ? 'inproc' : 'node child',
       p50: percentile(lat, 50), p99: percentile(lat, 99), max: percentile(lat, 100), rps: lat.length / secs,
     };
   } finally {
     agent.destroy();
   }
+}
+
+/** One closed-loop target through wrk: `connections` keep-alive connections for WRK_SECONDS. */
+async function wrk(base: string, t: Target, bytes: number, seconds = WRK_SECONDS): Promise<LoadResult> {
+  const args = ['-t1', `-c${t.connections}`, `-d${seconds}s`, '--latency', ...Object.entries(t.headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), base + t.path];
+  const child = spawn(WRK, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', resolve);
+  });
+  const ms = (v: string, unit: string) => Number(v) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[unit]!;
+  const time = (re: RegExp) => {
+    const m = re.exec(out);
+    if (!m) throw new Error(`wrk printed no ${re} (exit ${code}):\n${out}`);
+    return ms(m[1]!, m[2]!);
+  };
+  const n = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+    + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return {
+    name: t.name, connections: t.connections, n, errors, bytes, loadgen: 'wrk',
+    p50: time(/\s50%\s+([\d.]+)(us|ms|s|m)\b/), p99: time(/\s99%\s+([\d.]+)(us|ms|s|m)\b/),
+    max: time(/Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b/), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+  };
 }
 
 async function runLoad(base: string, targets: Target[]): Promise<LoadResult[]> {
@@ -217,12 +254,23 @@ export async function benchApi(): Promise<BenchRow[]> {
     // Warm-up (JIT, connection pools, the read cache), not reported: the first measured
     // target would otherwise pay for it alone.
     const warm = [target('warm-up', runPath, bearer), target('warm-up', '/api/etl/pipelines', bearer)].map((t) => ({ ...t, requests: 2_000 }));
-    await (LOADGEN === 'child' ? runLoadInChild(base, warm) : runLoad(base, warm));
-    const results = LOADGEN === 'child' ? await runLoadInChild(base, targets) : await runLoad(base, targets);
+    const node = (list: Target[]) => (LOADGEN === 'inproc' ? runLoad(base, list) : runLoadInChild(base, list));
+    let results: LoadResult[];
+    if (LOADGEN === 'wrk') {
+      const size = async (p: string) => (await (await fetch(base + p, { headers: bearer })).arrayBuffer()).byteLength;
+      const bytes = { [runPath]: await size(runPath), '/api/etl/pipelines': await size('/api/etl/pipelines') };
+      for (const t of warm) await wrk(base, t, 0, 2);
+      results = [];
+      for (const t of targets.filter((x) => !x.rate)) results.push(await wrk(base, t, bytes[t.path]!));
+      results.push(...await node(targets.filter((x) => x.rate)));
+    } else {
+      await node(warm);
+      results = await node(targets);
+    }
     return results.flatMap((r) => {
       const name = `${r.name} @${r.connections}${r.rate ? `, ${r.rate}/s` : ''}`;
       const conns = `${r.connections} keep-alive conn${r.connections === 1 ? '' : 's'}`;
-      const note = `${r.n} req, ${conns}, ${LOADGEN} loadgen, ${(r.bytes / 1024).toFixed(1)} KB body${r.errors ? `, ${r.errors} ERRORS` : ''}`;
+      const note = `${r.n} req, ${conns}, ${r.loadgen} loadgen, ${(r.bytes / 1024).toFixed(1)} KB body${r.errors ? `, ${r.errors} ERRORS` : ''}`;
       const target = r.connections === CONNECTIONS && !r.rate ? '; target p99 ≤ 20 ms' : '';
       return [
         { bench: 'api', metric: `${name} p50`, value: r.p50, unit: 'ms' },

@@ -43,12 +43,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       redis: deps.redis, apiToken: deps.config.apiToken, sessionCookie: deps.config.sessionCookie, queryTokenPaths: [`${API_BASE}/events`],
     }),
     originCheck({ allowedOrigins: deps.config.allowedOrigins }),
-    bodyLimit({
+    bodyLimitUnlessRead(bodyLimit({
       maxSize: MAX_BODY_BYTES,
       onError: () => {
         throw new HttpError(413, 'payload_too_large', `the body is larger than ${MAX_BODY_BYTES} bytes`);
       },
-    }),
+    })),
   );
 
   const cache = createReadCache(deps.subscribeEvents);
@@ -83,6 +83,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     return c.json(errorBody('internal', 'internal server error'), 500);
   });
   return app;
+}
+
+/**
+ * GET and HEAD bodies are never read, so they skip the limit: hono's bodyLimit asks the
+ * request for its body, which makes @hono/node-server build a full undici Request (and an
+ * AbortController) for every read, the most expensive part of serving a cached response.
+ */
+function bodyLimitUnlessRead(limit: MiddlewareHandler<AppEnv>): MiddlewareHandler<AppEnv> {
+  return (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limit(c, next));
 }
 
 /**
