@@ -4,8 +4,8 @@ import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
-import { isStagedRef, keyedLine, openStaging, readStaged, readStagedLines, type StagedRef } from './staging';
-import { columnSpecSchema, rowSchema, validateBatch } from './transforms/rows';
+import { isStagedRef, openStaging, readStaged, readStagedLines, type StagedRef } from './staging';
+import { columnSpecSchema, rowEncoder } from './transforms/rows';
 
 /**
  * The fetch → transform → write steps of a query pipeline (BigQuery, ClickHouse): each
@@ -89,18 +89,18 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
     for (const ds of ctx.config.datasets) {
       const ref = input.datasets[ds.name];
       if (!ref) throw new Error(`fetch output has no dataset ${ds.name}; rerun from fetch`);
-      const schema = rowSchema(ds.columns);
+      const keyed = ds.shape === 'hash';
+      const encoder = rowEncoder(ds.columns, keyed ? ds.keyField : undefined);
       const out = await openStaging(ctx.services.db, ctx.runId, `transform.${ds.name}.a${ctx.attempt}`);
-      const key = ds.shape === 'hash' ? ds.keyField! : null;
-      for await (const batch of readStaged<Record<string, unknown>>(ctx.services.db, ref, ctx.signal)) {
-        const v = validateBatch(batch, schema, { offset: rowsIn, skipBad: ctx.config.skipBadRows, keyField: ds.keyField, what: ds.name });
-        rowsIn += batch.length;
+      for await (const lines of readStagedLines(ctx.services.db, ref, ctx.signal)) {
+        const v = encoder.encodeLines(lines, { offset: rowsIn, skipBad: ctx.config.skipBadRows, what: ds.name });
+        rowsIn += lines.length;
         badRows += v.bad;
         firstBad ??= v.firstBad;
         // Staged ready to publish: the write step sends these lines as they are.
-        await out.writeLines(key ? v.rows.map((r) => keyedLine(String(r[key]), JSON.stringify(r))) : v.rows.map((r) => JSON.stringify(r)));
+        await out.writeLines(v.lines);
       }
-      datasets[ds.name] = await out.close(key ? 'keyed' : 'json');
+      datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
       ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
     }
     if (badRows) ctx.log.warn({ badRows, firstBad }, 'skipped malformed rows');

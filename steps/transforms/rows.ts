@@ -43,36 +43,103 @@ export function rowSchema(columns: ColumnSpec): z.ZodType<Record<string, unknown
   return z.object(shape) as unknown as z.ZodType<Record<string, unknown>>;
 }
 
-export interface ValidatedBatch {
-  rows: Record<string, unknown>[];
+export interface EncodedBatch {
+  /** Valid rows as JSON lines; with a key field, keyed lines (see keyedLine in staging). */
+  lines: string[];
   bad: number;
   firstBad?: string;
 }
 
+/** A compiled fast path's "not sure": the row goes through the zod schema instead. */
+const SLOW = Symbol('slow');
+type Coerce = (v: unknown) => unknown;
+const INT_TEXT = /^-?\d{1,15}$/;
+const fastCoerce: Record<ColumnType, Coerce> = {
+  string: (v) => (typeof v === 'string' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : SLOW),
+  number: (v) => (typeof v === 'number' && Number.isFinite(v) ? v : SLOW),
+  // Up to 15 digits a decimal string is always a safe integer.
+  integer: (v) => (typeof v === 'number' ? (Number.isSafeInteger(v) ? v : SLOW) : typeof v === 'string' && INT_TEXT.test(v) ? Number(v) : SLOW),
+  boolean: (v) => (typeof v === 'boolean' ? v : SLOW),
+  timestamp: () => SLOW,
+  json: (v) => (v === undefined ? SLOW : v),
+};
+
 /**
- * Validates a batch. A bad row fails the step with a message naming the row (absolute
- * index, and its key when it has one) and the field; never the row's content, which may
- * hold personal data. With `skipBad` bad rows are counted and left out instead.
+ * Validates and encodes rows against a column spec. The zod schema (rowSchema) is the
+ * rule; a fast path compiled from the same spec accepts the common case (values already
+ * of their column's type, or 64-bit integers as decimal strings) and writes the JSON line
+ * directly, with no intermediate object. Any other row goes through zod, so the fast path
+ * never accepts a row zod would refuse, nor encodes one differently (rows.test.ts checks
+ * both on generated rows).
  */
-export function validateBatch(batch: readonly unknown[], schema: z.ZodType<Record<string, unknown>>, opts: {
-  offset: number; skipBad: boolean; keyField?: string; what: string;
-}): ValidatedBatch {
-  const rows: Record<string, unknown>[] = [];
-  let bad = 0;
-  let firstBad: string | undefined;
-  for (let i = 0; i < batch.length; i++) {
-    const r = schema.safeParse(batch[i]);
-    if (r.success) {
-      rows.push(r.data);
-      continue;
+export function rowEncoder(columns: ColumnSpec, keyField?: string) {
+  const schema = rowSchema(columns);
+  const cols = Object.entries(columns).map(([name, type]) => ({
+    name, prefix: JSON.stringify(name) + ':', optional: type.endsWith('?'), coerce: fastCoerce[type.replace('?', '') as ColumnType],
+  }));
+  const keyIndex = keyField ? cols.findIndex((c) => c.name === keyField) : -1;
+  const values: unknown[] = new Array(cols.length);
+
+  /** The row's line, or undefined when the fast path is not sure. */
+  function fast(row: unknown): string | undefined {
+    if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
+    const r = row as Record<string, unknown>;
+    for (let i = 0; i < cols.length; i++) {
+      const c = cols[i]!;
+      const raw = r[c.name];
+      const v = c.optional && raw == null ? null : c.coerce(raw);
+      if (v === SLOW) return undefined;
+      values[i] = v;
     }
-    const issue = r.error.issues[0]!;
-    const key = opts.keyField ? (batch[i] as Record<string, unknown> | null)?.[opts.keyField] : undefined;
-    const keyText = typeof key === 'string' || typeof key === 'number' ? ` (${opts.keyField}=${String(key).slice(0, 64)})` : '';
-    const msg = `${opts.what} row ${opts.offset + i}${keyText}: field "${issue.path.join('.') || '(row)'}": ${issue.message}`;
-    if (!opts.skipBad) throw new NonRetryableError(`malformed ${msg}`);
-    bad++;
-    firstBad ??= msg;
+    let json = '{';
+    for (let i = 0; i < cols.length; i++) {
+      const v = values[i];
+      json += (i ? ',' : '') + cols[i]!.prefix + (typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v));
+    }
+    json += '}';
+    return keyIndex < 0 ? json : `${JSON.stringify(String(values[keyIndex]))}\t${json}`;
   }
-  return { rows, bad, firstBad };
+
+  function slow(row: unknown): string | z.core.$ZodIssue {
+    const res = schema.safeParse(row);
+    if (!res.success) return res.error.issues[0]!;
+    const json = JSON.stringify(res.data);
+    return keyField ? `${JSON.stringify(String(res.data[keyField]))}\t${json}` : json;
+  }
+
+  return {
+    schema,
+    /** One row: its line, or the first zod issue. */
+    encode(row: unknown): string | z.core.$ZodIssue {
+      return fast(row) ?? slow(row);
+    },
+    /** Only the zod path (for tests comparing the two). */
+    encodeSlow: slow,
+    /**
+     * A batch of staged lines. A bad row fails the step with a message naming the row
+     * (absolute index, and its key when it has one) and the field; never the row's
+     * content, which may hold personal data. With `skipBad` bad rows are counted and
+     * left out instead.
+     */
+    encodeLines(lines: readonly string[], opts: { offset: number; skipBad: boolean; what: string }): EncodedBatch {
+      const out: string[] = [];
+      let bad = 0;
+      let firstBad: string | undefined;
+      for (let i = 0; i < lines.length; i++) {
+        const row: unknown = JSON.parse(lines[i]!);
+        const r = fast(row) ?? slow(row);
+        if (typeof r === 'string') {
+          out.push(r);
+          continue;
+        }
+        const key = keyField ? (row as Record<string, unknown> | null)?.[keyField] : undefined;
+        const keyText = typeof key === 'string' || typeof key === 'number' ? ` (${keyField}=${String(key).slice(0, 64)})` : '';
+        const msg = `${opts.what} row ${opts.offset + i}${keyText}: field "${r.path.join('.') || '(row)'}": ${r.message}`;
+        if (!opts.skipBad) throw new NonRetryableError(`malformed ${msg}`);
+        bad++;
+        firstBad ??= msg;
+      }
+      return { lines: out, bad, firstBad };
+    },
+  };
 }

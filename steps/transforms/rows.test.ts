@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { NonRetryableError } from '../errors';
+import { rowEncoder } from './rows';
+
+const columns = {
+  id: 'integer', name: 'string', amount: 'number', active: 'boolean', at: 'timestamp?', extra: 'json?', note: 'string?', n: 'integer?',
+};
+
+/** Values of every kind a JSON source can send, good and bad for each column type. */
+const samples: unknown[] = [
+  0, -0, 1, -17, 3.5, 1e21, 2 ** 53 - 1, 2 ** 53 + 2, '0', '-0', '42', '007', '-12', '1.5', '1e3', '123456789012345', '1234567890123456',
+  '99999999999999999999', '', ' 1', 'abc', 'ü"\\\n\t\u2028', true, false, 'true', 'false', null, undefined,
+  [], [1, 'a'], {}, { a: 1 }, '2026-11-26T10:00:00Z', '1700000000', 'not a date',
+];
+
+function* rows(): Generator<unknown> {
+  let i = 0;
+  const pick = () => samples[(i++ * 7919) % samples.length];
+  for (let n = 0; n < 4_000; n++) {
+    const row: Record<string, unknown> = {};
+    for (const c of Object.keys(columns)) {
+      const v = pick();
+      if (v !== undefined || n % 3) row[c] = v;
+    }
+    if (n % 5 === 0) row.unlisted = 'dropped';
+    yield row;
+  }
+  // Rows that are valid in the usual way (the fast path's case), and non-objects.
+  for (let n = 0; n < 200; n++) yield { id: String(n), name: `c-${n}`, amount: n / 7, active: n % 2 === 0, at: null, extra: { k: [n] }, note: null, n };
+  yield* [null, 1, 'row', [1, 2], { id: 1 }];
+}
+
+describe('rowEncoder', () => {
+  it('encodes every row exactly as the zod schema does, and accepts only what zod accepts', () => {
+    for (const keyField of [undefined, 'id']) {
+      const enc = rowEncoder(columns, keyField);
+      let fastOk = 0;
+      for (const row of rows()) {
+        const slow = enc.encodeSlow(row);
+        const got = enc.encode(row);
+        if (typeof slow === 'string') {
+          expect(got, JSON.stringify(row)).toBe(slow);
+          fastOk++;
+        } else {
+          expect(typeof got, JSON.stringify(row)).toBe('object');
+        }
+      }
+      expect(fastOk).toBeGreaterThanOrEqual(200);
+    }
+  });
+
+  it('agrees with zod on every sample value for every column type, required and optional', () => {
+    let agreed = 0;
+    for (const type of ['string', 'number', 'integer', 'boolean', 'timestamp', 'json']) {
+      for (const t of [type, `${type}?`]) {
+        const enc = rowEncoder({ k: 'string', v: t }, 'v');
+        for (const v of samples) {
+          const row = v === undefined ? { k: 'x' } : { k: 'x', v };
+          const slow = enc.encodeSlow(row);
+          const got = enc.encode(row);
+          if (typeof slow === 'string') expect(got, `${t} ${JSON.stringify(v)}`).toBe(slow);
+          else expect(typeof got, `${t} ${JSON.stringify(v)}`).toBe('object');
+          agreed++;
+        }
+      }
+    }
+    expect(agreed).toBe(12 * samples.length);
+  });
+
+  it('coerces 64-bit integers sent as strings and keeps only the listed columns', () => {
+    const enc = rowEncoder({ id: 'integer', city: 'string', amount: 'number' }, 'id');
+    expect(enc.encode({ id: '0042', city: 'Kyiv', amount: 1.5, secret: 'x' })).toBe('"42"\t{"id":42,"city":"Kyiv","amount":1.5}');
+  });
+
+  it('names the row, its key and the field of a malformed row, never its content; or skips and counts it', () => {
+    const enc = rowEncoder({ id: 'integer', email: 'string' }, 'id');
+    const lines = ['{"id":"1","email":"a@x"}', '{"id":"2","email":{"private":"p@x"}}', '{"id":"3","email":"c@x"}'];
+    let err: unknown;
+    try {
+      enc.encodeLines(lines, { offset: 100, skipBad: false, what: 'contacts' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NonRetryableError);
+    expect((err as Error).message).toMatch(/^malformed contacts row 101 \(id=2\): field "email": /);
+    expect((err as Error).message).not.toContain('p@x');
+    const skipped = enc.encodeLines(lines, { offset: 0, skipBad: true, what: 'contacts' });
+    expect(skipped.lines).toEqual(['"1"\t{"id":1,"email":"a@x"}', '"3"\t{"id":3,"email":"c@x"}']);
+    expect(skipped).toMatchObject({ bad: 1, firstBad: expect.stringContaining('row 1 (id=2): field "email"') });
+  });
+});
