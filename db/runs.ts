@@ -139,7 +139,7 @@ export async function completeStep(q: Q, a: {
        from etl_runs r
        where st.run_id = $1 and st.key = $2 and st.attempts = $4 and st.status = 'running'
          and r.id = st.run_id and r.generation = $3 and r.status in ('queued', 'running')
-       returning 1),
+       returning st.output),
      a as (
        update etl_step_attempts set status = 'succeeded', finished_at = now()
        where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s)),
@@ -163,7 +163,7 @@ export async function completeStep(q: Q, a: {
        insert into etl_step_attempts (run_id, step_key, attempt, status, worker)
        select $1, $9, nx.attempts, 'running', $11 from nx)
      select (select count(*)::int from s) as n, (select count(*)::int from ru) as finished,
-       nx.attempts, nx.checkpoint, r.params, r.pipeline_id, p.config,
+       nx.attempts, nx.checkpoint, r.params, r.pipeline_id, p.config, (select output from s) as own_output,
        (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
          where run_id = $1 and status = 'succeeded') as outputs
      from (select 1) one
@@ -176,10 +176,24 @@ export async function completeStep(q: Q, a: {
   const row = rows[0];
   const next: ClaimedStep | null = row.attempts == null ? null : {
     attempt: row.attempts, checkpoint: row.checkpoint, params: row.params, pipelineId: row.pipeline_id, config: row.config,
-    // The statement saw the outputs from before it: add the one it recorded.
-    outputs: { ...row.outputs, [a.key]: a.output ?? null }, runStarted: false,
+    // The statement saw the outputs from before it: add the one it recorded (as stored,
+    // so the next step reads exactly what a claim from Postgres would give it).
+    outputs: { ...row.outputs, [a.key]: row.own_output }, runStarted: false,
   };
   return { done: row.n === 1, runFinished: row.finished === 1, next };
+}
+
+/** Records that the workers which made these handoffs took them over themselves, so no
+ *  other activation of their jobs can adopt them (see claimStep). One statement for many. */
+export async function markHandoffsTaken(q: Q, list: readonly { runId: string; key: string; attempt: number }[]): Promise<void> {
+  if (list.length === 0) return;
+  await q.query({
+    name: 'etl-handoffs-taken',
+    text: `update etl_run_steps s set handoff = false
+     from jsonb_to_recordset($1::jsonb) as t(run_id uuid, key text, attempt int)
+     where s.run_id = t.run_id and s.key = t.key and s.attempts = t.attempt and s.handoff`,
+    values: [JSON.stringify(list.map((h) => ({ run_id: h.runId, key: h.key, attempt: h.attempt })))],
+  });
 }
 
 /** Records a failed attempt. `final` moves the step and the run to failed; otherwise the
@@ -244,7 +258,7 @@ export async function cancelRun(q: Q, runId: string, reason: string): Promise<{ 
        update etl_runs set status = 'cancelled', finished_at = now(), updated_at = now(), error = $2
        where id = $1 and status in ('queued', 'running') returning pipeline_id, generation),
      s as (
-       update etl_run_steps set status = 'cancelled', finished_at = coalesce(finished_at, now()), updated_at = now()
+       update etl_run_steps set status = 'cancelled', finished_at = coalesce(finished_at, now()), handoff = false, updated_at = now()
        where run_id = $1 and status in ('pending', 'running') and exists (select 1 from r)),
      a as (
        update etl_step_attempts set status = 'cancelled', finished_at = now()
@@ -252,7 +266,16 @@ export async function cancelRun(q: Q, runId: string, reason: string): Promise<{ 
      select pipeline_id, generation from r`,
     [runId, reason],
   );
-  return rows[0] ? { pipelineId: rows[0].pipeline_id, generation: rows[0].generation } : null;
+  if (!rows[0]) return null;
+  // A claim or handoff that committed while this statement waited for its step's lock
+  // inserted an attempt row this statement's snapshot cannot see: a second statement
+  // (a fresh snapshot) cancels it too. Nothing can start an attempt after the first.
+  await q.query(
+    `update etl_step_attempts set status = 'cancelled', finished_at = now()
+     where run_id = $1 and status = 'running' and exists (select 1 from etl_runs where id = $1 and status = 'cancelled')`,
+    [runId],
+  );
+  return { pipelineId: rows[0].pipeline_id, generation: rows[0].generation };
 }
 
 export interface RunState {
@@ -289,7 +312,7 @@ export async function requeueRun(q: Q, runId: string, generation: number): Promi
        update etl_runs set status = 'queued', generation = generation + 1, error = null, finished_at = null, updated_at = now()
        where id = $1 and generation = $2 returning generation),
      s as (
-       update etl_run_steps set status = 'pending', finished_at = null, updated_at = now()
+       update etl_run_steps set status = 'pending', finished_at = null, handoff = false, updated_at = now()
        where run_id = $1 and status not in ('succeeded', 'skipped') and exists (select 1 from r)),
      a as (
        update etl_step_attempts set status = 'lost', finished_at = now(), error = coalesce(error, 'flow rebuilt')

@@ -20,7 +20,7 @@ export const datasetSpecSchema = z.object({
   shape: z.enum(['hash', 'json']),
   keyField: z.string().optional(),
   columns: columnSpecSchema,
-}).refine((d) => d.shape !== 'hash' || (d.keyField && d.keyField in d.columns), {
+}).refine((d) => d.shape !== 'hash' || (d.keyField && Object.hasOwn(d.columns, d.keyField)), {
   message: 'a hash dataset needs a keyField that is one of its columns',
 });
 

@@ -168,6 +168,14 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     expect(await claim(c, { adopt: true })).toBeNull();
     expect(await state(c)).toMatchObject({ status: 'cancelled', history: [{ n: 1, status: 'cancelled' }] });
 
+    // The worker that made the handoff took it over itself (and recorded so): a
+    // redelivery of the job, even one BullMQ counts as first, gets a new attempt.
+    const e = '61111111-2222-4333-8444-555555555555';
+    await insert(e);
+    await runs.markHandoffsTaken(h.db.pool, [{ runId: e, key: 'transform', attempt: 1 }]);
+    expect(await claim(e, { adopt: true })).toMatchObject({ attempt: 2 });
+    expect((await state(e)).history.map((x: { status: string }) => x.status)).toEqual(['lost', 'running']);
+
     // The last step hands nothing over; a completion that lost its attempt hands nothing over.
     const d = '51111111-2222-4333-8444-555555555555';
     await insert(d);
@@ -176,7 +184,39 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
       next: { key: 'transform', jobId: `${d}.g0.transform`, worker: 'A' },
     });
     expect(stale).toEqual({ done: false, runFinished: false, next: null });
-    for (const id of [a, b, b2, d]) await h.engine.cancel(id);
+    for (const id of [a, b, b2, d, e]) await h.engine.cancel(id);
+  });
+
+  it('a cancel racing a completion that hands the next step over leaves no attempt running', async () => {
+    const runId = '71111111-2222-4333-8444-555555555555';
+    await runs.insertRun(h.db.pool, {
+      id: runId, pipelineId: 'other', trigger: 'manual', params: {}, exclusive: false,
+      steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
+    });
+    await runs.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
+    const tx = await h.db.pool.connect();
+    try {
+      await tx.query('begin');
+      const done = await runs.completeStep(tx, {
+        runId, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false,
+        next: { key: 'transform', jobId: `${runId}.g0.transform`, worker: 'A' },
+      });
+      expect(done.next).toMatchObject({ attempt: 1 });
+      // The cancel starts while the completion is uncommitted, and waits for its locks.
+      const cancelling = h.engine.cancel(runId);
+      await waitFor(async () => (await h.db.pool.query(
+        `select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%cancelled%'`)).rowCount! > 0,
+      { what: 'the cancel to wait for the completion' });
+      await tx.query('commit');
+      await cancelling;
+    } finally {
+      tx.release();
+    }
+    const { rows } = await h.db.pool.query('select step_key, status from etl_step_attempts where run_id = $1 order by step_key', [runId]);
+    expect(rows).toEqual([{ step_key: 'fetch', status: 'succeeded' }, { step_key: 'transform', status: 'cancelled' }]);
+    expect((await h.db.pool.query('select key, status, handoff from etl_run_steps where run_id = $1 order by position', [runId])).rows)
+      .toEqual([{ key: 'fetch', status: 'succeeded', handoff: false }, { key: 'transform', status: 'cancelled', handoff: false },
+        { key: 'write', status: 'cancelled', handoff: false }]);
   });
 
   it('keeps staged checkpoints for the retention period only', async () => {

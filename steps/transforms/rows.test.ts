@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NonRetryableError } from '../errors';
-import { rowEncoder } from './rows';
+import { columnSpecSchema, rowEncoder } from './rows';
 
 const columns = {
   id: 'integer', name: 'string', amount: 'number', active: 'boolean', at: 'timestamp?', extra: 'json?', note: 'string?', n: 'integer?',
@@ -65,6 +65,15 @@ describe('rowEncoder', () => {
       }
     }
     expect(agreed).toBe(12 * samples.length);
+  });
+
+  it('refuses column names that a parsed row would inherit from Object.prototype', () => {
+    for (const name of ['constructor', 'toString', 'valueOf', 'hasOwnProperty']) {
+      expect(columnSpecSchema.safeParse({ id: 'integer', [name]: 'json?' }).success, name).toBe(false);
+    }
+    // zod drops a "__proto__" key from a record altogether.
+    expect(columnSpecSchema.parse(JSON.parse('{"id":"integer","__proto__":"json?"}'))).toEqual({ id: 'integer' });
+    expect(columnSpecSchema.safeParse({ id: 'integer', constructor_id: 'string' }).success).toBe(true);
   });
 
   it('coerces 64-bit integers sent as strings and keeps only the listed columns', () => {

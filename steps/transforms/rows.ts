@@ -10,7 +10,10 @@ import { NonRetryableError } from '../errors';
 export const COLUMN_TYPES = ['string', 'number', 'integer', 'boolean', 'timestamp', 'json'] as const;
 export type ColumnType = (typeof COLUMN_TYPES)[number];
 export const columnSpecSchema = z.record(
-  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/),
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+    // A row is a parsed object: a column named like an Object.prototype member
+    // ("constructor", "toString", …) would read the inherited value when the row lacks it.
+    .refine((name) => !(name in Object.prototype), 'a column cannot be named like a member of Object.prototype'),
   z.string().regex(new RegExp(`^(${COLUMN_TYPES.join('|')})\\??$`), `a column type is one of ${COLUMN_TYPES.join(', ')}, optionally ending in ?`),
 );
 export type ColumnSpec = z.infer<typeof columnSpecSchema>;

@@ -88,6 +88,22 @@ export function createRunner(deps: RunnerDeps) {
     }
     handoffs.set(jobId, { claim, at: now });
   }
+  // Handoffs taken here are recorded in Postgres within a few milliseconds, many to a
+  // statement, without holding the step back: until then the claim is ours only by
+  // BullMQ's activation count; after, no redelivery of the job (say, by a Redis that lost
+  // recent writes) can adopt the same attempt from Postgres.
+  let taken: { runId: string; key: string; attempt: number }[] = [];
+  let takenTimer: NodeJS.Timeout | undefined;
+  function recordTaken(h: { runId: string; key: string; attempt: number }) {
+    taken.push(h);
+    takenTimer ??= setTimeout(() => {
+      const list = taken;
+      taken = [];
+      takenTimer = undefined;
+      withDbRetry(() => runs.markHandoffsTaken(db.pool, list), { retries: 3 })
+        .catch((err) => log.warn({ n: list.length, err: String(err) }, 'could not record handoffs as taken'));
+    }, 5);
+  }
   /** The handoff for this job, if this is its first activation (BullMQ counts
    *  activations atomically, so no other execution of the job can take it too). */
   function takeHandoff(job: Job<StepJobData>): runs.ClaimedStep | null {
@@ -110,6 +126,7 @@ export function createRunner(deps: RunnerDeps) {
     const { runId, generation, key, pipelineId } = job.data;
     const step = registry.get(job.data.workflow)?.steps.find((s) => s.key === key);
     const local = takeHandoff(job);
+    if (local) recordTaken({ runId, key, attempt: local.attempt });
     let claim = local;
     try {
       claim ??= await withDbRetry(() => runs.claimStep(db.pool, {
