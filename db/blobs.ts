@@ -1,4 +1,10 @@
-import type pg from 'pg';
+import pg from 'pg';
+
+const BYTEA = 17;
+const BYTES = {
+  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    format === 'binary' && oid === BYTEA ? (v: Buffer) => v : pg.types.getTypeParser(oid, format as 'text'),
+};
 
 type Q = Pick<pg.Pool, 'query'>;
 
@@ -8,7 +14,8 @@ export async function deleteBlobs(q: Q, runId: string, name: string): Promise<vo
   await q.query('delete from etl_blobs where run_id = $1 and name = $2', [runId, name]);
 }
 
-export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: string }): Promise<void> {
+/** `data` as a string, or as UTF-8 bytes (sent as they are, no string in between). */
+export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: string | Buffer }): Promise<void> {
   await q.query({
     name: 'etl-insert-blob',
     text: `insert into etl_blobs (run_id, name, seq, rows, data) values ($1, $2, $3, $4, $5)
@@ -23,6 +30,21 @@ export async function readBlob(q: Q, runId: string, name: string, seq: number): 
     text: 'select data from etl_blobs where run_id = $1 and name = $2 and seq = $3',
     values: [runId, name, seq],
   });
+  return rows[0]?.data ?? null;
+}
+
+/** A chunk as its UTF-8 bytes (binary result format: no decoding into a string). */
+export async function readBlobBytes(q: Q, runId: string, name: string, seq: number): Promise<Buffer | null> {
+  // `binary` is a node-postgres query option that @types/pg does not list; without a
+  // parser for binary bytea node-postgres would turn the bytes into a string.
+  const config = {
+    name: 'etl-read-blob-bytes',
+    text: `select convert_to(data, 'UTF8') as data from etl_blobs where run_id = $1 and name = $2 and seq = $3`,
+    values: [runId, name, seq],
+    binary: true,
+    types: BYTES,
+  } as pg.QueryConfig;
+  const { rows } = await q.query<{ data: Buffer }>(config);
   return rows[0]?.data ?? null;
 }
 

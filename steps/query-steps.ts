@@ -4,7 +4,7 @@ import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
-import { isStagedRef, openStaging, readStaged, readStagedLines, type StagedRef } from './staging';
+import { isStagedRef, openStaging, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema, rowEncoder } from './transforms/rows';
 
 /**
@@ -92,13 +92,13 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
       const keyed = ds.shape === 'hash';
       const encoder = rowEncoder(ds.columns, keyed ? ds.keyField : undefined);
       const out = await openStaging(ctx.services.db, ctx.runId, `transform.${ds.name}.a${ctx.attempt}`);
-      for await (const lines of readStagedLines(ctx.services.db, ref, ctx.signal)) {
-        const v = encoder.encodeLines(lines, { offset: rowsIn, skipBad: ctx.config.skipBadRows, what: ds.name });
-        rowsIn += lines.length;
+      for await (const chunk of readStagedBytes(ctx.services.db, ref, ctx.signal)) {
+        const v = encoder.encodeChunk(chunk, { offset: rowsIn, skipBad: ctx.config.skipBadRows, what: ds.name });
+        rowsIn += v.rows;
         badRows += v.bad;
         firstBad ??= v.firstBad;
         // Staged ready to publish: the write step sends these lines as they are.
-        await out.writeLines(v.lines);
+        await out.writeBytes(v.data, v.rows - v.bad);
       }
       datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
       ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
@@ -126,7 +126,7 @@ export const queryWriteStep = defineStep<Services, QueryConfig>({
         await upsertRows({ db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, ref, ctx.signal), runId: ctx.runId, signal: ctx.signal });
       }
       const r = await writeRedisDataset({
-        redis, dataset: ds.dataset, shape: ds.shape, lines: readStagedLines(db, ref, ctx.signal),
+        redis, dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, ref, ctx.signal),
         runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
       });
       published[ds.name] = { key: r.key, rows: r.rows };

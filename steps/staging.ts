@@ -61,18 +61,44 @@ export class StagingWriter {
     if (this.bytes >= this.chunkBytes) await this.flush();
   }
 
+  /** Appends whole NDJSON lines as bytes (`rows` of them, each ending in a newline). */
+  async writeBytes(data: Buffer, rows: number): Promise<void> {
+    if (this.buf.length) await this.flush();
+    this.parts.push(data);
+    this.partBytes += data.length;
+    this.partRows += rows;
+    this.total += rows;
+    if (this.partBytes >= this.chunkBytes) await this.flush();
+  }
+
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private partRows = 0;
+
   private async flush(): Promise<void> {
-    if (this.buf.length === 0) return;
-    const data = `${this.buf.join('\n')}\n`;
-    const rows = this.buf.length;
+    let data: string | Buffer;
+    let rows: number;
+    if (this.buf.length) {
+      data = `${this.buf.join('\n')}\n`;
+      rows = this.buf.length;
+      this.buf = [];
+      this.bytes = 0;
+    } else if (this.parts.length) {
+      data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partBytes);
+      rows = this.partRows;
+      this.parts = [];
+      this.partBytes = 0;
+      this.partRows = 0;
+    } else {
+      return;
+    }
     const seq = this.seq++;
-    this.buf = [];
-    this.bytes = 0;
     await this.pending;
     this.pending = blobs.insertBlob(this.db.pool, { runId: this.runId, name: this.name, seq, rows, data });
   }
 
   async close(format: 'json' | 'keyed' = 'json'): Promise<StagedRef> {
+    await this.flush();
     await this.flush();
     await this.pending;
     return { kind: 'staged', runId: this.runId, name: this.name, chunks: this.seq, rows: this.total, ...(format === 'keyed' ? { format } : {}) };
@@ -95,6 +121,18 @@ export async function* readStagedLines(db: Database, ref: StagedRef, signal?: Ab
     const lines = data.split('\n');
     lines.pop(); // the chunk ends with a newline
     yield lines;
+  }
+}
+
+/** Yields the staged chunks as UTF-8 bytes (whole lines each), prefetching the next. */
+export async function* readStagedBytes(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  let next = ref.chunks > 0 ? blobs.readBlobBytes(db.pool, ref.runId, ref.name, 0) : null;
+  for (let seq = 0; seq < ref.chunks; seq++) {
+    signal?.throwIfAborted();
+    const data = await next!;
+    if (data === null) throw new Error(`staged data ${ref.name} of run ${ref.runId} is gone (chunk ${seq}); it may have expired`);
+    next = seq + 1 < ref.chunks ? blobs.readBlobBytes(db.pool, ref.runId, ref.name, seq + 1) : null;
+    yield data;
   }
 }
 

@@ -26,6 +26,8 @@ export interface WriteRedisDatasetArgs {
    *  keyed lines (steps/staging.ts keyedLine) for 'hash', JSON values for 'json'. */
   batches?: AsyncIterable<readonly Record<string, unknown>[]>;
   lines?: AsyncIterable<readonly string[]>;
+  /** The same lines as UTF-8 bytes, whole lines per chunk (staged chunks as read). */
+  chunks?: AsyncIterable<Buffer>;
   /** Required for 'hash' rows: the row property that becomes the hash field. */
   keyField?: string;
   runId: string;
@@ -115,8 +117,8 @@ return size`;
 
 export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<WriteRedisDatasetResult> {
   validateDataset(a.dataset);
-  if (a.shape === 'hash' && !a.keyField && !a.lines) throw new NonRetryableError(`dataset ${a.dataset}: keyField is required for a hash`);
-  if (!a.batches === !a.lines) throw new Error('writeRedisDataset: give exactly one of batches and lines');
+  if (a.shape === 'hash' && !a.keyField && a.batches) throw new NonRetryableError(`dataset ${a.dataset}: keyField is required for a hash`);
+  if ([a.batches, a.lines, a.chunks].filter(Boolean).length !== 1) throw new Error('writeRedisDataset: give exactly one of batches, lines and chunks');
   const key = datasetKey(a.dataset);
   const tmp = tmpKey(a.dataset, a.attempt === undefined ? a.runId : `${a.runId}.a${a.attempt}`);
   const writer = a.shape === 'hash' ? new HashBuilder(a.redis, tmp, a.keyField ?? '', a) : new JsonBuilder(a.redis, tmp);
@@ -125,7 +127,12 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
     // UNLINK, not DEL, for anything that may be big: freeing a 1M-field hash in the main
     // thread stalls every Redis client for ~0.5 s (measured); UNLINK frees it in the background.
     await a.redis.unlink(tmp);
-    if (a.lines) {
+    if (a.chunks) {
+      for await (const chunk of a.chunks) {
+        a.signal?.throwIfAborted();
+        await writer.addChunk(chunk);
+      }
+    } else if (a.lines) {
       for await (const lines of a.lines) {
         a.signal?.throwIfAborted();
         await writer.addLines(lines);
@@ -192,8 +199,8 @@ class HashBuilder extends RoundSender {
   bytes = 0;
   duplicates = 0;
   private sent = 0;
-  private cmds: string[][] = [];
-  private cur: string[] = [];
+  private cmds: (string | Buffer)[][] = [];
+  private cur: (string | Buffer)[] = [];
   private readonly fieldsPerCommand: number;
   private readonly commandsPerRound: number;
 
@@ -225,8 +232,24 @@ class HashBuilder extends RoundSender {
     }
   }
 
-  private async push(field: string, value: string): Promise<void> {
-    this.bytes += Buffer.byteLength(field) + Buffer.byteLength(value);
+  /** Keyed lines as bytes: the field (JSON-encoded) is sent as its bytes when it has no
+   *  escape, the value as it is, both without a string in between. */
+  async addChunk(chunk: Buffer): Promise<void> {
+    for (let s = 0; s < chunk.length;) {
+      let e = chunk.indexOf(0x0a, s);
+      if (e < 0) e = chunk.length;
+      const tab = chunk.indexOf(0x09, s);
+      if (tab < 0 || tab > e) throw new Error(`staged line ${this.sent + 1} is not a keyed line`);
+      const plain = tab - s >= 2 && chunk[s] === 0x22 && chunk[tab - 1] === 0x22 && chunk.subarray(s + 1, tab - 1).indexOf(0x5c) < 0;
+      const field = plain ? chunk.subarray(s + 1, tab - 1) : (JSON.parse(chunk.toString('utf8', s, tab)) as string);
+      if (field.length === 0) throw new NonRetryableError(`row ${this.sent + 1} has an empty key: cannot be a hash field`);
+      await this.push(field, chunk.subarray(tab + 1, e));
+      s = e + 1;
+    }
+  }
+
+  private async push(field: string | Buffer, value: string | Buffer): Promise<void> {
+    this.bytes += (typeof field === 'string' ? Buffer.byteLength(field) : field.length) + (typeof value === 'string' ? Buffer.byteLength(value) : value.length);
     this.cur.push(field, value);
     this.sent++;
     if (this.cur.length >= this.fieldsPerCommand * 2) {
@@ -285,6 +308,12 @@ class JsonBuilder extends RoundSender {
 
   async addLines(lines: readonly string[]): Promise<void> {
     for (const json of lines) await this.push(json);
+  }
+
+  async addChunk(chunk: Buffer): Promise<void> {
+    const lines = chunk.toString('utf8').split('\n');
+    if (lines[lines.length - 1] === '') lines.pop();
+    await this.addLines(lines);
   }
 
   private async push(json: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NonRetryableError } from '../errors';
+import { ByteSink, compileByteEncoder } from './row-bytes';
 import { columnSpecSchema, rowEncoder } from './rows';
 
 const columns = {
@@ -8,8 +9,8 @@ const columns = {
 
 /** Values of every kind a JSON source can send, good and bad for each column type. */
 const samples: unknown[] = [
-  0, -0, 1, -17, 3.5, 1e21, 2 ** 53 - 1, 2 ** 53 + 2, '0', '-0', '42', '007', '-12', '1.5', '1e3', '123456789012345', '1234567890123456',
-  '99999999999999999999', '', ' 1', 'abc', 'ü"\\\n\t\u2028', true, false, 'true', 'false', null, undefined,
+  0, -0, 1, -17, 3.5, 0.01, -0.5, 123.45, 0.000001, 0.0000012, 1e-7, 0.1 + 0.2, 1234567890.12345, 1e21, 2 ** 53 - 1, 2 ** 53 + 2, '0', '-0', '42', '007', '-12', '1.5', '1e3', '123456789012345', '1234567890123456',
+  '99999999999999999999', '', ' 1', 'abc', 'ü"\\\n\t\u2028', 'Cancún 東京 😀', 'a\u007fb', true, false, 'true', 'false', null, undefined,
   [], [1, 'a'], {}, { a: 1 }, '2026-11-26T10:00:00Z', '1700000000', 'not a date',
 ];
 
@@ -26,7 +27,9 @@ function* rows(): Generator<unknown> {
     yield row;
   }
   // Rows that are valid in the usual way (the fast path's case), and non-objects.
-  for (let n = 0; n < 200; n++) yield { id: String(n), name: `c-${n}`, amount: n / 7, active: n % 2 === 0, at: null, extra: { k: [n] }, note: null, n };
+  for (let n = 0; n < 200; n++) {
+    yield { id: String(n), name: `c-${n}`, amount: n / 8, active: n % 2 === 0, at: n % 3 ? null : '2026-11-26T10:00:00Z', extra: n % 2 ? null : { k: [n] }, note: null, n };
+  }
   yield* [null, 1, 'row', [1, 2], { id: 1 }];
 }
 
@@ -65,6 +68,69 @@ describe('rowEncoder', () => {
       }
     }
     expect(agreed).toBe(12 * samples.length);
+  });
+
+  it('gives the same bytes from NDJSON through the byte-level fast path as through zod, in every JSON spelling', () => {
+    const spellings = (row: unknown): string[] => {
+      const compact = JSON.stringify(row);
+      if (typeof row !== 'object' || row === null || Array.isArray(row)) return [compact];
+      const entries = Object.entries(row);
+      return [
+        compact,
+        JSON.stringify(row, null, 1).replace(/\n/g, ' '), // spaces and tabs around tokens
+        `\t${JSON.stringify(row, null, '\t').replace(/\n/g, '')} `,
+        JSON.stringify(Object.fromEntries(entries.reverse())), // another key order
+        compact.replace(/^\{/, '{"zz":{"nested":[1,"x"]},'), // an unlisted nested value
+        compact.replace(/^\{/, '{"zz":1e5,"yy":"\\u00e9",'), // unlisted values the fast path does not read
+        compact.replace(/"([a-z]+)":/, '"\\u0069d":'), // an escaped key
+        entries.length ? compact.replace(/\}$/, `,${JSON.stringify(entries[0]![0])}:null}`) : compact, // a repeated key
+        compact.replace(/:(-?\d+)([,}])/, ':$1.0$2'), // 1 → 1.0
+      ];
+    };
+    const plainColumns = { id: 'integer', name: 'string', amount: 'number', active: 'boolean', note: 'string?', n: 'integer?' };
+    for (const [spec, keyField] of [[columns, undefined], [columns, 'id'], [plainColumns, 'id'], [plainColumns, 'name']] as const) {
+      const enc = rowEncoder(spec, keyField);
+      const bytes = compileByteEncoder(spec, keyField);
+      let viaBytes = 0;
+      let lines = 0;
+      for (const row of rows()) {
+        for (const text of spellings(row)) {
+          lines++;
+          let expected: string | null;
+          try {
+            const slow = enc.encodeSlow(JSON.parse(text));
+            expected = typeof slow === 'string' ? `${slow}\n` : null;
+          } catch {
+            expected = null; // not JSON at all
+          }
+          const input = Buffer.from(`${text}\n`);
+          const sink = new ByteSink(16);
+          if (bytes.line(input, 0, input.length - 1, sink)) {
+            viaBytes++;
+            expect(`${sink.take().toString('utf8')}\n`, text).toBe(expected);
+          }
+          let got: string | null;
+          try {
+            const r = enc.encodeChunk(input, { offset: 0, skipBad: true, what: 'x' });
+            got = r.bad ? null : r.data.toString('utf8');
+          } catch {
+            got = null;
+          }
+          expect(got, text).toBe(expected);
+        }
+      }
+      // The fast path really was exercised, not just the fallback.
+      expect(viaBytes).toBeGreaterThan(spec === plainColumns ? 300 : 50);
+    }
+  });
+
+  it('encodes a chunk of many lines, counting them, with bad rows named by their line', () => {
+    const enc = rowEncoder({ id: 'integer', city: 'string', amount: 'number' }, 'id');
+    const chunk = Buffer.from('{"id":"1","city":"Kyiv","amount":0.5}\n{"id":2,"city":"Cancún","amount":3}\n{"id":"x","city":"Rome","amount":1}\n{"city":"Oslo","amount":1,"id":4}\n');
+    expect(() => enc.encodeChunk(chunk, { offset: 10, skipBad: false, what: 'dests' })).toThrow(/^malformed dests row 12 \(id=x\): field "id"/);
+    const r = enc.encodeChunk(chunk, { offset: 10, skipBad: true, what: 'dests' });
+    expect(r).toMatchObject({ rows: 4, bad: 1 });
+    expect(r.data.toString('utf8')).toBe('"1"\t{"id":1,"city":"Kyiv","amount":0.5}\n"2"\t{"id":2,"city":"Cancún","amount":3}\n"4"\t{"id":4,"city":"Oslo","amount":1}\n');
   });
 
   it('refuses column names that a parsed row would inherit from Object.prototype', () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { NonRetryableError } from '../errors';
+import { ByteSink, compileByteEncoder } from './row-bytes';
 
 /**
  * Row validation driven by pipeline config: `columns: { code: 'string', population:
@@ -53,6 +54,15 @@ export interface EncodedBatch {
   firstBad?: string;
 }
 
+export interface EncodedChunk {
+  /** Output lines (NDJSON, or keyed lines), newline-terminated. */
+  data: Buffer;
+  /** Input lines read. */
+  rows: number;
+  bad: number;
+  firstBad?: string;
+}
+
 /** A compiled fast path's "not sure": the row goes through the zod schema instead. */
 const SLOW = Symbol('slow');
 type Coerce = (v: unknown) => unknown;
@@ -82,6 +92,18 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
   }));
   const keyIndex = keyField ? cols.findIndex((c) => c.name === keyField) : -1;
   const values: unknown[] = new Array(cols.length);
+  const bytes = compileByteEncoder(columns, keyField);
+  const sink = (size: number) => new ByteSink(size + 1024);
+
+  function refuse(row: unknown, issue: z.core.$ZodIssue, index: number, opts: { skipBad: boolean; what: string },
+    bad: { n: number; first: string | undefined }): void {
+    const key = keyField ? (row as Record<string, unknown> | null)?.[keyField] : undefined;
+    const keyText = typeof key === 'string' || typeof key === 'number' ? ` (${keyField}=${String(key).slice(0, 64)})` : '';
+    const msg = `${opts.what} row ${index}${keyText}: field "${issue.path.join('.') || '(row)'}": ${issue.message}`;
+    if (!opts.skipBad) throw new NonRetryableError(`malformed ${msg}`);
+    bad.n++;
+    bad.first ??= msg;
+  }
 
   /** The row's line, or undefined when the fast path is not sure. */
   function fast(row: unknown): string | undefined {
@@ -126,23 +148,42 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
      */
     encodeLines(lines: readonly string[], opts: { offset: number; skipBad: boolean; what: string }): EncodedBatch {
       const out: string[] = [];
-      let bad = 0;
-      let firstBad: string | undefined;
+      const bad = { n: 0, first: undefined as string | undefined };
       for (let i = 0; i < lines.length; i++) {
         const row: unknown = JSON.parse(lines[i]!);
         const r = fast(row) ?? slow(row);
-        if (typeof r === 'string') {
-          out.push(r);
-          continue;
-        }
-        const key = keyField ? (row as Record<string, unknown> | null)?.[keyField] : undefined;
-        const keyText = typeof key === 'string' || typeof key === 'number' ? ` (${keyField}=${String(key).slice(0, 64)})` : '';
-        const msg = `${opts.what} row ${opts.offset + i}${keyText}: field "${r.path.join('.') || '(row)'}": ${r.message}`;
-        if (!opts.skipBad) throw new NonRetryableError(`malformed ${msg}`);
-        bad++;
-        firstBad ??= msg;
+        if (typeof r === 'string') out.push(r);
+        else refuse(row, r, opts.offset + i, opts, bad);
       }
-      return { lines: out, bad, firstBad };
+      return { lines: out, bad: bad.n, firstBad: bad.first };
+    },
+    /**
+     * The same for a chunk of NDJSON bytes (whole lines), giving the output lines as bytes:
+     * the byte-level fast path (row-bytes.ts) first, this encoder for the lines it leaves.
+     */
+    encodeChunk(chunk: Buffer, opts: { offset: number; skipBad: boolean; what: string }): EncodedChunk {
+      const out = sink(chunk.length);
+      const bad = { n: 0, first: undefined as string | undefined };
+      let rows = 0;
+      for (let s = 0; s < chunk.length;) {
+        let e = chunk.indexOf(0x0a, s);
+        if (e < 0) e = chunk.length;
+        if (!bytes.line(chunk, s, e, out)) {
+          const row: unknown = JSON.parse(chunk.toString('utf8', s, e));
+          const r = fast(row) ?? slow(row);
+          if (typeof r === 'string') out.ascii8(r);
+          else {
+            refuse(row, r, opts.offset + rows, opts, bad);
+            rows++;
+            s = e + 1;
+            continue;
+          }
+        }
+        out.byte(0x0a);
+        rows++;
+        s = e + 1;
+      }
+      return { data: out.take(), rows, bad: bad.n, firstBad: bad.first };
     },
   };
 }
