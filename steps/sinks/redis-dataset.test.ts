@@ -50,6 +50,33 @@ async function snapshot(dataset: string) {
 }
 
 describe('writeRedisDataset', () => {
+  it('publishes staged keyed chunks (bytes) exactly as it publishes the same rows as objects', async () => {
+    const list = [row(1, 1), { ...row(2, 1), id: 'with "quote" \\ and ü' }, row(3, 1), { ...row(4, 1), id: 'id-1' }];
+    const keyed = list.map((r) => `${JSON.stringify(r.id)}\t${JSON.stringify(r)}\n`).join('');
+    const bytes = Buffer.from(keyed);
+    // Split mid-way at a line boundary: chunks hold whole lines.
+    const cut = bytes.indexOf(0x0a, bytes.length / 2) + 1;
+    async function* chunks() {
+      yield bytes.subarray(0, cut);
+      yield bytes.subarray(cut);
+    }
+    const [a, b] = [ds(), ds()];
+    const viaChunks = await writeRedisDataset({ ...base(a), shape: 'hash', chunks: chunks() });
+    const viaRows = await write({ dataset: b, batches: (async function* () { yield list; })() });
+    expect(viaChunks).toMatchObject({ rows: 3, duplicates: 1, bytes: viaRows.bytes });
+    expect((await snapshot(a)).dump).toBe((await snapshot(b)).dump);
+    expect(JSON.parse((await redis.hget(viaChunks.key, 'with "quote" \\ and ü'))!)).toEqual(list[1]);
+
+    // A JSON array from chunks of JSON lines.
+    const c = ds();
+    const json = await writeRedisDataset({ ...base(c), shape: 'json', chunks: (async function* () { yield Buffer.from(list.map((r) => `${JSON.stringify(r)}\n`).join('')); })() });
+    expect(json.rows).toBe(4);
+    expect(JSON.parse((await redis.get(json.key))!)).toEqual(list);
+
+    await expect(writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: (async function* () { yield Buffer.from('""\t{}\n'); })() }))
+      .rejects.toBeInstanceOf(NonRetryableError);
+  });
+
   it('publishes a hash: one field per row, meta beside it, no TTL, no build key left', async () => {
     const dataset = ds();
     const before = Date.now();
