@@ -63,10 +63,18 @@ export function queryFetchStep(kind: SourceKind) {
       let total = 0;
       for (const ds of ctx.config.datasets) {
         const out = await openStaging(ctx.services.db, ctx.runId, `fetch.${ds.name}.a${ctx.attempt}`);
-        for await (const page of src.lines(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location })) {
-          await out.writeLines(page);
-          total += page.length;
-          ctx.reportRows({ out: total });
+        if (src.chunks) {
+          for await (const c of src.chunks(ds.sql, { signal: ctx.signal })) {
+            await out.writeBytes(c.data, c.rows);
+            total += c.rows;
+            ctx.reportRows({ out: total });
+          }
+        } else {
+          for await (const page of src.lines(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location })) {
+            await out.writeLines(page);
+            total += page.length;
+            ctx.reportRows({ out: total });
+          }
         }
         datasets[ds.name] = await out.close();
       }

@@ -6,7 +6,7 @@ import type { Logger } from '../lib/logger';
 import { createCredentials, requireCredential, type Credential, type CredentialSource } from './credentials';
 import { NonRetryableError } from './errors';
 import { bigQueryPages, createBigQuery, plainBigQueryRow } from './sources/bigquery';
-import { clickHouseLines, createClickHouse } from './sources/clickhouse';
+import { clickHouseChunks, clickHouseLines, createClickHouse } from './sources/clickhouse';
 
 /**
  * What step code gets through `ctx.services`: clients and helpers built once per worker
@@ -22,6 +22,9 @@ export interface QuerySource {
   sandbox: boolean;
   /** The result as batches of JSON lines (one row each). */
   lines(sql: string, opts: { pageSize: number; signal?: AbortSignal; location?: string }): AsyncGenerator<string[]>;
+  /** The same as NDJSON bytes (whole lines) with row counts, where the source can give
+   *  them without a string per row. */
+  chunks?(sql: string, opts: { signal?: AbortSignal }): AsyncGenerator<{ data: Buffer; rows: number }>;
 }
 
 export interface Services {
@@ -80,7 +83,11 @@ export function createServices(a: {
       let client = clickhouses.get(cacheKey);
       if (!client) clickhouses.set(cacheKey, (client = createClickHouse({ url, credential })));
       const ch = client;
-      return { sandbox, lines: (sql, o) => clickHouseLines(ch, sql, { batchSize: o.pageSize, signal: o.signal }) };
+      return {
+        sandbox,
+        lines: (sql, o) => clickHouseLines(ch, sql, { batchSize: o.pageSize, signal: o.signal }),
+        chunks: (sql, o) => clickHouseChunks(ch, sql, { signal: o.signal }),
+      };
     },
     async yespo(brand) {
       const name = `yespo/${brand}`;

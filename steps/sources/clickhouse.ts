@@ -49,3 +49,55 @@ export async function* clickHouseLines(client: ClickHouseClient, sql: string, op
   }
   if (batch.length) yield batch;
 }
+
+/**
+ * The same result as raw JSONEachRow bytes, cut at line ends into chunks of about
+ * `chunkBytes`, with their row counts: no string per row, and staging stores the bytes as
+ * they came. A line that is not a JSON object (ClickHouse reports an error met after the
+ * response started as text appended to the body) fails the read.
+ */
+export async function* clickHouseChunks(client: ClickHouseClient, sql: string, opts: {
+  chunkBytes?: number; signal?: AbortSignal;
+}): AsyncGenerator<{ data: Buffer; rows: number }> {
+  const chunkBytes = opts.chunkBytes ?? 2 * 1024 * 1024;
+  const query = `${sql.trim().replace(/;+\s*$/, '')}\nFORMAT JSONEachRow`;
+  const { stream } = await client.exec({ query, abort_signal: opts.signal });
+  let parts: Buffer[] = [];
+  let size = 0;
+  const cut = (final: boolean) => {
+    let all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    if (final && all.length && all[all.length - 1] !== 0x0a) all = Buffer.concat([all, Buffer.from('\n')]);
+    const end = all.lastIndexOf(0x0a) + 1;
+    const rest = all.subarray(end);
+    parts = rest.length ? [Buffer.from(rest)] : [];
+    size = rest.length;
+    const data = all.subarray(0, end);
+    return { data, rows: countRows(data) };
+  };
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    parts.push(piece);
+    size += piece.length;
+    if (size >= chunkBytes) {
+      const c = cut(false);
+      if (c.rows) yield c;
+    }
+  }
+  if (size) {
+    const c = cut(true);
+    if (c.rows) yield c;
+  }
+}
+
+function countRows(data: Buffer): number {
+  let rows = 0;
+  for (let s = 0; s < data.length;) {
+    const e = data.indexOf(0x0a, s);
+    if (data[s] !== 0x7b) {
+      const text = data.toString('utf8', s, Math.min(e, s + 300)).trim();
+      throw new Error(`ClickHouse sent a line that is not a row: ${text}`);
+    }
+    rows++;
+    s = e + 1;
+  }
+  return rows;
+}

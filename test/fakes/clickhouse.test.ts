@@ -3,6 +3,7 @@
 // JSONEachRow read. Keep the SQL valid on 18.16 and on modern servers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClickHouseError, ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { clickHouseChunks, clickHouseLines } from '../../steps/sources/clickhouse';
 import { ensureClickHouse, uniqueDatabaseName } from './clickhouse.js';
 
 const DB = uniqueDatabaseName('fakes_clickhouse');
@@ -54,6 +55,27 @@ describe('real ClickHouse with @clickhouse/client', () => {
     }
     expect(count).toBe(ROWS);
     expect(mismatches).toBe(0);
+  });
+
+  it('reads a result as raw chunks of whole lines, the same rows as line by line', async () => {
+    const sql = 'SELECT id, dest, amount FROM bookings ORDER BY id;';
+    const lines: string[] = [];
+    for await (const page of clickHouseLines(ch, sql.replace(';', ''), { batchSize: 1_000 })) lines.push(...page);
+    const chunks: { data: Buffer; rows: number }[] = [];
+    for await (const c of clickHouseChunks(ch, sql, { chunkBytes: 16 * 1024 })) chunks.push(c);
+    expect(chunks.length).toBeGreaterThan(5);
+    expect(chunks.every((c) => c.data[c.data.length - 1] === 0x0a && c.rows === c.data.toString().split('\n').length - 1)).toBe(true);
+    expect(chunks.reduce((n, c) => n + c.rows, 0)).toBe(ROWS);
+    expect(Buffer.concat(chunks.map((c) => c.data)).toString('utf8')).toBe(`${lines.join('\n')}\n`);
+  });
+
+  it('fails a raw read when ClickHouse reports an error after the rows started', async () => {
+    const read = async () => {
+      for await (const _ of clickHouseChunks(ch, 'SELECT number, throwIf(number = 300000) AS x FROM system.numbers LIMIT 400000 SETTINGS max_block_size = 1000', { chunkBytes: 64 * 1024 })) {
+        // consume
+      }
+    };
+    await expect(read()).rejects.toThrow(/Code: 395/);
   });
 
   it('runs an aggregate like ch.top_dests', async () => {
