@@ -198,16 +198,19 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
 /** Keeps at most one pipeline round in flight while the next one is being built, so the
  *  JSON encoding overlaps the network round trip and memory stays at two rounds. */
 class RoundSender {
-  private inflight: Promise<unknown> | null = null;
+  private inflight: Promise<unknown>[] = [];
 
   constructor(protected redis: Redis) {}
 
+  /** Sends a round once fewer than `maxInflight` are in flight (replies come back in
+   *  order, so `onReplies` runs in the order the rounds were sent). */
   protected async send(
     fill: (p: ReturnType<Redis['pipeline']>) => void,
     onReplies: (replies: unknown[]) => void,
     mapError: (err: unknown) => unknown = (err) => err,
+    maxInflight = 1,
   ): Promise<void> {
-    if (this.inflight) await this.inflight;
+    while (this.inflight.length >= maxInflight) await this.inflight.shift();
     const p = this.redis.pipeline();
     fill(p);
     const run = p.exec().then((res) => {
@@ -218,18 +221,18 @@ class RoundSender {
       }
       onReplies(replies);
     });
-    run.catch(() => {}); // observed by the next send() or settle()
-    this.inflight = run;
+    run.catch(() => {}); // observed by a later send(), drain() or settle()
+    this.inflight.push(run);
   }
 
   async drain(): Promise<void> {
-    if (this.inflight) await this.inflight;
-    this.inflight = null;
+    while (this.inflight.length) await this.inflight.shift();
   }
 
   async settle(): Promise<void> {
-    await this.inflight?.catch(() => {});
-    this.inflight = null;
+    const all = this.inflight;
+    this.inflight = [];
+    await Promise.allSettled(all);
   }
 }
 
@@ -315,6 +318,8 @@ class HashBuilder extends RoundSender {
         const m = /etl-load: line (\d+) (.*)/.exec(String((err as Error).message));
         return m ? new NonRetryableError(`row ${this.sent + Number(m[1]) + 1} ${m[2]}: cannot be a hash field`) : err;
       },
+      // Two rounds queued: Redis starts the next as soon as it finishes one.
+      2,
     );
   }
 

@@ -144,14 +144,24 @@ export function compileByteEncoder(columns: ColumnSpec, keyField?: string): Byte
   const vs = new Int32Array(n);
   const ve = new Int32Array(n);
 
+  const names = cols.map((c) => c.name);
+  function is(c: number, b: Uint8Array, s: number, len: number): boolean {
+    const name = names[c]!;
+    if (name.length !== len) return false;
+    for (let k = 0; k < len; k++) if (name[k] !== b[s + k]) return false;
+    return true;
+  }
+  /** The listed column named by bytes [s, e), or -1. Rows usually list their keys in the
+   *  same order, so the column after the previous key is tried first. */
+  let guess = 0;
   function find(b: Uint8Array, s: number, e: number): number {
     const len = e - s;
+    if (guess < n && is(guess, b, s, len)) return guess++;
     for (let c = 0; c < n; c++) {
-      const name = cols[c]!.name;
-      if (name.length !== len || name[0] !== b[s]) continue;
-      let k = 1;
-      while (k < len && name[k] === b[s + k]) k++;
-      if (k === len) return c;
+      if (is(c, b, s, len)) {
+        guess = c + 1;
+        return c;
+      }
     }
     return -1;
   }
@@ -159,6 +169,7 @@ export function compileByteEncoder(columns: ColumnSpec, keyField?: string): Byte
   /** Scans the object; false when it is not a flat object of plain values. */
   function scan(b: Uint8Array, s: number, e: number): boolean {
     tok.fill(Tok.None);
+    guess = 0;
     let i = s;
     while (i < e && isWs(b[i]!)) i++;
     if (b[i] !== OPEN) return false;
@@ -253,34 +264,57 @@ export function compileByteEncoder(columns: ColumnSpec, keyField?: string): Byte
     }
   }
 
-  /** Column c's value as the output writes it (a string unquoted: the caller quotes). */
-  function value(b: Uint8Array, c: number, out: ByteSink): void {
+  const prefixBytes = cols.reduce((t, c) => t + c.prefix.length, 0);
+  const NULL = [0x6e, 0x75, 0x6c, 0x6c];
+
+  /** Writes column c's value at o[p] (a string without its quotes); returns the new p. */
+  function put(b: Uint8Array, c: number, o: Buffer, p: number): number {
     const t = tok[c]!;
-    if (t === Tok.None || t === Tok.Null) out.ascii('null');
-    else out.range(b, vs[c]!, ve[c]!);
+    if (t === Tok.None || t === Tok.Null) {
+      for (let k = 0; k < 4; k++) o[p++] = NULL[k]!;
+      return p;
+    }
+    const a = vs[c]!;
+    const z = ve[c]!;
+    if (z - a > 32) {
+      o.set(b.subarray(a, z), p);
+      return p + z - a;
+    }
+    for (let k = a; k < z; k++) o[p++] = b[k]!;
+    return p;
   }
 
   return {
     line(b, s, e, out) {
       if (!scan(b, s, e)) return false;
       for (let c = 0; c < n; c++) if (!plain(b, c)) return false;
+      // Room for the whole output line: the key and the values are at most the input's
+      // length each, plus the prefixes, quotes, tab and braces.
+      out.reserve(2 * (e - s) + prefixBytes + 16);
+      const o = out.buf;
+      let p = out.pos;
       if (keyIndex >= 0) {
         // The hash field, JSON-encoded: the key's value as a string.
-        out.byte(QUOTE);
-        value(b, keyIndex, out);
-        out.byte(QUOTE);
-        out.byte(TAB);
+        o[p++] = QUOTE;
+        p = put(b, keyIndex, o, p);
+        o[p++] = QUOTE;
+        o[p++] = TAB;
       }
+      if (n === 0) o[p++] = OPEN;
       for (let c = 0; c < n; c++) {
         const col = cols[c]!;
-        out.range(col.prefix, 0, col.prefix.length);
-        const quoted = col.kind === Kind.String && tok[c] === Tok.Str;
-        if (quoted) out.byte(QUOTE);
-        value(b, c, out);
-        if (quoted) out.byte(QUOTE);
+        const pre = col.prefix;
+        for (let k = 0; k < pre.length; k++) o[p++] = pre[k]!;
+        if (col.kind === Kind.String && tok[c] === Tok.Str) {
+          o[p++] = QUOTE;
+          p = put(b, c, o, p);
+          o[p++] = QUOTE;
+        } else {
+          p = put(b, c, o, p);
+        }
       }
-      if (n === 0) out.byte(OPEN);
-      out.byte(CLOSE);
+      o[p++] = CLOSE;
+      out.pos = p;
       return true;
     },
   };
