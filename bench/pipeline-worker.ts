@@ -10,7 +10,7 @@ import { benchQueryWorkflow } from './pipeline-workflow';
 /** A worker process for bench/pipeline.ts, so its peak RSS is the worker's alone. */
 const env = process.env as Record<string, string>;
 const config = loadConfig({ DATABASE_URL: env.DATABASE_URL, REDIS_URL: env.REDIS_URL, CLICKHOUSE_URL: env.CLICKHOUSE_URL });
-const db = createDatabase(config.DATABASE_URL, { max: 4 });
+const db = createDatabase(config.DATABASE_URL, { max: 8 }); // as worker/main.ts
 const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const log = createLogger({ level: 'warn' });
 const services = createServices({ config, db, redis, log, env: { ETL_CRED_CLICKHOUSE: '{"username":"default","password":""}' } });

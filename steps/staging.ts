@@ -26,7 +26,9 @@ export class StagingWriter {
   private bytes = 0;
   private seq = 0;
   private total = 0;
-  private pending: Promise<void> = Promise.resolve();
+  /** Chunk inserts in flight, at most two (on two pooled connections): the next chunk is
+   *  built while Postgres stores the previous ones. */
+  private pending: Promise<void>[] = [];
 
   constructor(
     private db: Database,
@@ -93,14 +95,18 @@ export class StagingWriter {
       return;
     }
     const seq = this.seq++;
-    await this.pending;
-    this.pending = blobs.insertBlob(this.db.pool, { runId: this.runId, name: this.name, seq, rows, data });
+    while (this.pending.length >= 2) await this.pending.shift();
+    const insert = blobs.insertBlob(this.db.pool, { runId: this.runId, name: this.name, seq, rows, data });
+    insert.catch(() => {}); // observed by a later flush or close
+    this.pending.push(insert);
   }
 
   async close(format: 'json' | 'keyed' = 'json'): Promise<StagedRef> {
     await this.flush();
     await this.flush();
-    await this.pending;
+    // Every insert settles before close answers, even when one failed.
+    const results = await Promise.allSettled(this.pending.splice(0));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     return { kind: 'staged', runId: this.runId, name: this.name, chunks: this.seq, rows: this.total, ...(format === 'keyed' ? { format } : {}) };
   }
 }
@@ -124,14 +130,25 @@ export async function* readStagedLines(db: Database, ref: StagedRef, signal?: Ab
   }
 }
 
-/** Yields the staged chunks as UTF-8 bytes (whole lines each), prefetching the next. */
-export async function* readStagedBytes(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  let next = ref.chunks > 0 ? blobs.readBlobBytes(db.pool, ref.runId, ref.name, 0) : null;
+/** Yields the staged chunks as UTF-8 bytes (whole lines each), reading up to `ahead`
+ *  chunks ahead on as many pooled connections: Postgres takes about as long to fetch a
+ *  2 MB chunk from TOAST as the transform takes to encode it. */
+export async function* readStagedBytes(db: Database, ref: StagedRef, signal?: AbortSignal, ahead = 3): AsyncGenerator<Buffer> {
+  const reads: Promise<Buffer | null>[] = [];
+  let requested = 0;
+  const request = () => {
+    while (requested < ref.chunks && reads.length < ahead) {
+      const read = blobs.readBlobBytes(db.pool, ref.runId, ref.name, requested++);
+      read.catch(() => {}); // observed when its turn comes
+      reads.push(read);
+    }
+  };
   for (let seq = 0; seq < ref.chunks; seq++) {
     signal?.throwIfAborted();
-    const data = await next!;
+    request();
+    const data = await reads.shift()!;
     if (data === null) throw new Error(`staged data ${ref.name} of run ${ref.runId} is gone (chunk ${seq}); it may have expired`);
-    next = seq + 1 < ref.chunks ? blobs.readBlobBytes(db.pool, ref.runId, ref.name, seq + 1) : null;
+    request();
     yield data;
   }
 }
