@@ -39,9 +39,10 @@ export class StagingWriter {
     private chunkBytes = 2 * 1024 * 1024,
   ) {}
 
-  /** Appends one row; flushes a chunk when the buffer is full (awaits the previous flush,
-   *  so at most two chunks are in memory). */
+  /** Appends one row; flushes a chunk when the buffer is full (with at most two inserts
+   *  in flight, so at most three chunks are in memory). */
   async write(row: unknown): Promise<void> {
+    if (this.parts.length) await this.flush(); // bytes written before go first
     const line = JSON.stringify(row);
     this.buf.push(line);
     this.bytes += line.length + 1;
@@ -55,6 +56,7 @@ export class StagingWriter {
 
   /** Appends lines that are already serialised (one row each, no newline inside). */
   async writeLines(lines: readonly string[]): Promise<void> {
+    if (this.parts.length) await this.flush(); // bytes written before go first
     for (const line of lines) {
       this.buf.push(line);
       this.bytes += line.length + 1;

@@ -77,6 +77,23 @@ describe('writeRedisDataset', () => {
       .rejects.toBeInstanceOf(NonRetryableError);
   });
 
+  it('names the row of a bad key in a staged chunk, wherever it falls among the pieces in flight', async () => {
+    const value = JSON.stringify({ pad: 'p'.repeat(100) });
+    const bad = (line: string, at: number) => Buffer.from(Array.from({ length: 6_000 }, (_, i) => (i === at ? line : `"k${i}"\t${value}`)).join('\n') + '\n');
+    const run = (chunk: Buffer) => writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: (async function* () { yield chunk; })() });
+    for (const at of [0, 3_000, 5_999]) {
+      const err = await run(bad(`""\t${value}`, at)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NonRetryableError);
+      expect((err as Error).message).toBe(`row ${at + 1} has an empty key: cannot be a hash field`);
+    }
+    // A key that is not valid Unicode (a lone surrogate) is refused for good, not retried.
+    const err = await run(bad(`"\\ud800"\t${value}`, 4_000)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetryableError);
+    expect((err as Error).message).toMatch(/^row 4001 has a key that is not a JSON string/);
+    // Nothing is left behind by the failed builds.
+    expect(await redis.keys(`cache:${PREFIX}:*:tmp:*`)).toEqual([]);
+  });
+
   it('publishes a hash: one field per row, meta beside it, no TTL, no build key left', async () => {
     const dataset = ds();
     const before = Date.now();

@@ -88,7 +88,13 @@ while pos <= len do
     return redis.error_reply('ERR etl-load: line ' .. lines .. ' is not a keyed line')
   end
   local field = string.sub(data, pos + 1, tab - 2)
-  if string.find(field, '\\\\', 1, true) then field = cjson.decode(string.sub(data, pos, tab - 1)) end
+  if string.find(field, '\\\\', 1, true) then
+    local ok, decoded = pcall(cjson.decode, string.sub(data, pos, tab - 1))
+    if not ok or type(decoded) ~= 'string' then
+      return redis.error_reply('ERR etl-load: line ' .. lines .. ' has a key that is not a JSON string of valid Unicode')
+    end
+    field = decoded
+  end
   if field == '' then return redis.error_reply('ERR etl-load: line ' .. lines .. ' has an empty key') end
   local value = string.sub(data, tab + 1, nl - 1)
   args[na + 1] = field
@@ -199,29 +205,37 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
  *  JSON encoding overlaps the network round trip and memory stays at two rounds. */
 class RoundSender {
   private inflight: Promise<unknown>[] = [];
+  /** The previous round's handling: rounds are handled strictly in the order sent.
+   *  (Their replies arrive in order, but two pipelines answered by one socket read can
+   *  settle in either order.) */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(protected redis: Redis) {}
 
-  /** Sends a round once fewer than `maxInflight` are in flight (replies come back in
-   *  order, so `onReplies` runs in the order the rounds were sent). */
+  /** Sends a round once fewer than `maxInflight` are in flight; `onReplies` runs in the
+   *  order the rounds were sent. */
   protected async send(
     fill: (p: ReturnType<Redis['pipeline']>) => void,
     onReplies: (replies: unknown[]) => void,
-    mapError: (err: unknown) => unknown = (err) => err,
+    /** The first failed command's error, given the replies of the commands before it. */
+    mapError: (err: unknown, before: unknown[]) => unknown = (err) => err,
     maxInflight = 1,
   ): Promise<void> {
     while (this.inflight.length >= maxInflight) await this.inflight.shift();
     const p = this.redis.pipeline();
     fill(p);
-    const run = p.exec().then((res) => {
+    const exec = p.exec();
+    exec.catch(() => {}); // handled below, after the previous round
+    const run = this.tail.then(() => exec).then((res) => {
       const replies: unknown[] = [];
       for (const [err, reply] of res ?? []) {
-        if (err) throw mapError(err);
+        if (err) throw mapError(err, replies);
         replies.push(reply);
       }
       onReplies(replies);
     });
     run.catch(() => {}); // observed by a later send(), drain() or settle()
+    this.tail = run.catch(() => {});
     this.inflight.push(run);
   }
 
@@ -313,10 +327,13 @@ class HashBuilder extends RoundSender {
           this.bytes += r[2];
         }
       },
-      (err) => {
-        // Replies arrive in order: `sent` counts every line before the failing piece.
+      (err, before) => {
+        // Rounds are answered in order: `sent` counts the lines of every earlier round,
+        // `before` the pieces of this round ahead of the failing one.
         const m = /etl-load: line (\d+) (.*)/.exec(String((err as Error).message));
-        return m ? new NonRetryableError(`row ${this.sent + Number(m[1]) + 1} ${m[2]}: cannot be a hash field`) : err;
+        if (!m) return err;
+        const row = this.sent + (before as [number, number, number][]).reduce((t, r) => t + r[1], 0) + Number(m[1]) + 1;
+        return new NonRetryableError(`row ${row} ${m[2]}: cannot be a hash field`);
       },
       // Two rounds queued: Redis starts the next as soon as it finishes one.
       2,

@@ -1,4 +1,5 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
+import { isUtf8 } from 'node:buffer';
 import type { Credential } from '../credentials';
 
 /** ClickHouse as a source: JSONEachRow streamed and regrouped into batches. */
@@ -64,20 +65,27 @@ export async function* clickHouseChunks(client: ClickHouseClient, sql: string, o
   const { stream } = await client.exec({ query, abort_signal: opts.signal });
   let parts: Buffer[] = [];
   let size = 0;
+  // Where the next cut is tried: a line longer than a chunk doubles it, so a huge line
+  // is not copied again for every piece that arrives.
+  let next = chunkBytes;
   const cut = (final: boolean) => {
     let all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
     if (final && all.length && all[all.length - 1] !== 0x0a) all = Buffer.concat([all, Buffer.from('\n')]);
     const end = all.lastIndexOf(0x0a) + 1;
     const rest = all.subarray(end);
-    parts = rest.length ? [Buffer.from(rest)] : [];
+    parts = rest.length ? [end ? Buffer.from(rest) : rest] : [];
     size = rest.length;
-    const data = all.subarray(0, end);
+    next = end ? chunkBytes : 2 * all.length;
+    let data = all.subarray(0, end);
+    // ClickHouse passes String bytes through as they are; Postgres (rightly) refuses text
+    // that is not UTF-8, so such bytes become U+FFFD, as a decoding client would make them.
+    if (!isUtf8(data)) data = Buffer.from(data.toString('utf8'));
     return { data, rows: countRows(data) };
   };
   for await (const piece of stream as AsyncIterable<Buffer>) {
     parts.push(piece);
     size += piece.length;
-    if (size >= chunkBytes) {
+    if (size >= next) {
       const c = cut(false);
       if (c.rows) yield c;
     }

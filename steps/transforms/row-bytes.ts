@@ -289,8 +289,9 @@ export function compileByteEncoder(columns: ColumnSpec, keyField?: string): Byte
       if (!scan(b, s, e)) return false;
       for (let c = 0; c < n; c++) if (!plain(b, c)) return false;
       // Room for the whole output line: the key and the values are at most the input's
-      // length each, plus the prefixes, quotes, tab and braces.
-      out.reserve(2 * (e - s) + prefixBytes + 16);
+      // length each, plus the prefixes, and per column at most a "null" written for a
+      // missing optional value and two quotes; then the key's quotes, tab and braces.
+      out.reserve(2 * (e - s) + prefixBytes + 6 * n + 16);
       const o = out.buf;
       let p = out.pos;
       if (keyIndex >= 0) {

@@ -124,6 +124,17 @@ describe('rowEncoder', () => {
     }
   });
 
+  it('encodes a long chunk for a wide spec whose optional columns the rows leave out', () => {
+    const wide = Object.fromEntries([['id', 'integer'], ...Array.from({ length: 12 }, (_, i) => [`c${i}`, 'string?'])]);
+    for (const keyField of [undefined, 'id']) {
+      const enc = rowEncoder(wide, keyField);
+      const lines = Array.from({ length: 1_000 }, (_, i) => (i % 3 ? `{"id":${i}}` : `{"id":${i},"c5":"${'x'.repeat(i % 50)}"}`));
+      const r = enc.encodeChunk(Buffer.from(`${lines.join('\n')}\n`), { offset: 0, skipBad: false, what: 'x' });
+      expect(r.rows).toBe(1_000);
+      expect(r.data.toString('utf8')).toBe(lines.map((l) => `${enc.encodeSlow(JSON.parse(l))}\n`).join(''));
+    }
+  });
+
   it('encodes a chunk of many lines, counting them, with bad rows named by their line', () => {
     const enc = rowEncoder({ id: 'integer', city: 'string', amount: 'number' }, 'id');
     const chunk = Buffer.from('{"id":"1","city":"Kyiv","amount":0.5}\n{"id":2,"city":"Cancún","amount":3}\n{"id":"x","city":"Rome","amount":1}\n{"city":"Oslo","amount":1,"id":4}\n');

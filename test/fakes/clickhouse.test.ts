@@ -1,6 +1,7 @@
 // Proves the real @clickhouse/client against the real local ClickHouse: a
 // fresh database for this file, a MergeTree table, inserts, and a streamed
 // JSONEachRow read. Keep the SQL valid on 18.16 and on modern servers.
+import { isUtf8 } from 'node:buffer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClickHouseError, ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { clickHouseChunks, clickHouseLines } from '../../steps/sources/clickhouse';
@@ -67,6 +68,14 @@ describe('real ClickHouse with @clickhouse/client', () => {
     expect(chunks.every((c) => c.data[c.data.length - 1] === 0x0a && c.rows === c.data.toString().split('\n').length - 1)).toBe(true);
     expect(chunks.reduce((n, c) => n + c.rows, 0)).toBe(ROWS);
     expect(Buffer.concat(chunks.map((c) => c.data)).toString('utf8')).toBe(`${lines.join('\n')}\n`);
+  });
+
+  it('turns String bytes that are not UTF-8 into U+FFFD in a raw read, as a decoding client would', async () => {
+    const chunks: { data: Buffer; rows: number }[] = [];
+    for await (const c of clickHouseChunks(ch, "SELECT unhex('41FF42') AS s FROM system.numbers LIMIT 3", {})) chunks.push(c);
+    const data = Buffer.concat(chunks.map((c) => c.data));
+    expect(isUtf8(data)).toBe(true);
+    expect(data.toString('utf8')).toBe('{"s":"A\uFFFDB"}\n'.repeat(3));
   });
 
   it('fails a raw read when ClickHouse reports an error after the rows started', async () => {
