@@ -1,10 +1,5 @@
-import pg from 'pg';
-
-const BYTEA = 17;
-const BYTES = {
-  getTypeParser: (oid: number, format?: 'text' | 'binary') =>
-    format === 'binary' && oid === BYTEA ? (v: Buffer) => v : pg.types.getTypeParser(oid, format as 'text'),
-};
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 
 type Q = Pick<pg.Pool, 'query'>;
 
@@ -33,19 +28,51 @@ export async function readBlob(q: Q, runId: string, name: string, seq: number): 
   return rows[0]?.data ?? null;
 }
 
-/** A chunk as its UTF-8 bytes (binary result format: no decoding into a string). */
-export async function readBlobBytes(q: Q, runId: string, name: string, seq: number): Promise<Buffer | null> {
-  // `binary` is a node-postgres query option that @types/pg does not list; without a
-  // parser for binary bytea node-postgres would turn the bytes into a string.
-  const config = {
-    name: 'etl-read-blob-bytes',
-    text: `select convert_to(data, 'UTF8') as data from etl_blobs where run_id = $1 and name = $2 and seq = $3`,
-    values: [runId, name, seq],
-    binary: true,
-    types: BYTES,
-  } as pg.QueryConfig;
-  const { rows } = await q.query<{ data: Buffer }>(config);
-  return rows[0]?.data ?? null;
+/**
+ * A chunk as its UTF-8 bytes. Through `COPY … TO STDOUT (FORMAT binary)`, which hands
+ * over the value's bytes as they are: node-postgres decodes every result field into a
+ * string (even in binary result mode), and decoding 2 MB chunks into strings and encoding
+ * them back cost the transform and the write about a fifth of their time.
+ */
+export async function readBlobBytes(pool: pg.Pool, runId: string, name: string, seq: number): Promise<Buffer | null> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    // COPY takes no parameters: the values are quoted literals.
+    const sql = `copy (select convert_to(data, 'UTF8') from etl_blobs where run_id = ${client.escapeLiteral(runId)}::uuid
+      and name = ${client.escapeLiteral(name)} and seq = ${Number(seq) | 0}) to stdout (format binary)`;
+    const stream = client.query(copyTo(sql));
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      parts.push(piece);
+      size += piece.length;
+    }
+    return parseBinaryCopyOneField(Buffer.concat(parts, size));
+  } catch (err) {
+    broken = err as Error;
+    throw err;
+  } finally {
+    // A COPY that failed half-way leaves the connection in an unknown state: drop it.
+    client.release(broken);
+  }
+}
+
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/** The single field of the single row (or null when no row) of a binary COPY. */
+function parseBinaryCopyOneField(b: Buffer): Buffer | null {
+  if (b.length < 21 || !b.subarray(0, 11).equals(COPY_SIGNATURE)) throw new Error('unexpected COPY output (no binary signature)');
+  let p = 11 + 4; // flags
+  p += 4 + b.readUInt32BE(p); // header extension
+  const fields = b.readInt16BE(p);
+  p += 2;
+  if (fields === -1) return null; // the trailer: no row
+  if (fields !== 1) throw new Error(`unexpected COPY output (${fields} fields)`);
+  const len = b.readInt32BE(p);
+  p += 4;
+  if (len < 0) return null;
+  return b.subarray(p, p + len);
 }
 
 /** Retention: staged data of runs finished more than `days` ago. A resume or rerun that
