@@ -58,9 +58,10 @@ async function rawRedisWrite(redis: Redis, key: string, n: number): Promise<numb
 
 /**
  * The worker as production runs it: bundled by esbuild (no tsx loader in the process) and
- * started with the NODE_OPTIONS that docker-compose.yml gives the worker service.
+ * started with the NODE_OPTIONS and MALLOC_* settings docker-compose.yml gives the worker
+ * service.
  */
-async function bundleWorker(): Promise<{ file: string; nodeOptions: string }> {
+async function bundleWorker(): Promise<{ file: string; tuning: Record<string, string> }> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   // Inside the project (.tmp/ is git-ignored) so the bundle's bare imports resolve to
   // the project's node_modules.
@@ -70,15 +71,17 @@ async function bundleWorker(): Promise<{ file: string; nodeOptions: string }> {
     platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning',
   });
   const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { worker: { environment: Record<string, string> } } };
-  return { file: path.join(outdir, 'pipeline-worker.mjs'), nodeOptions: compose.services.worker.environment.NODE_OPTIONS ?? '' };
+  // The process tuning the worker service gets: NODE_OPTIONS and glibc's MALLOC_* settings.
+  const tuning = Object.fromEntries(Object.entries(compose.services.worker.environment).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')));
+  return { file: path.join(outdir, 'pipeline-worker.mjs'), tuning };
 }
 
-let bundled: Promise<{ file: string; nodeOptions: string }> | undefined;
+let bundled: Promise<{ file: string; tuning: Record<string, string> }> | undefined;
 async function spawnWorker(env: Record<string, string>) {
-  const { file, nodeOptions } = await (bundled ??= bundleWorker());
+  const { file, tuning } = await (bundled ??= bundleWorker());
   const extra = process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...extra, file], {
-    env: { ...process.env, ...env, NODE_OPTIONS: nodeOptions },
+    env: { ...process.env, ...env, NODE_OPTIONS: '', ...tuning },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
