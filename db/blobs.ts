@@ -13,7 +13,13 @@ export async function deleteBlobs(q: Q, runId: string, name: string): Promise<vo
 export async function insertBlob(q: Q, a: { runId: string; name: string; seq: number; rows: number; data: string | Buffer }): Promise<void> {
   await q.query({
     name: 'etl-insert-blob',
-    text: `insert into etl_blobs (run_id, name, seq, rows, data) values ($1, $2, $3, $4, $5)
+    // Committed without waiting for the WAL flush (synchronous_commit off, for this
+    // statement only): a chunk is relied on only once the step that wrote it is recorded
+    // (or, for a paginator, its page cursor saved), and that commit is synchronous, so it
+    // flushes the WAL up to and including every chunk committed before it. A crash before
+    // then loses at most chunks of an attempt that is run again anyway.
+    text: `with async_commit as (select set_config('synchronous_commit', 'off', true))
+           insert into etl_blobs (run_id, name, seq, rows, data) select $1, $2, $3, $4, $5 from async_commit
            on conflict (run_id, name, seq) do update set rows = excluded.rows, data = excluded.data`,
     values: [a.runId, a.name, a.seq, a.rows, a.data],
   });
