@@ -25,15 +25,6 @@ export async function insertBlob(q: Q, a: { runId: string; name: string; seq: nu
   });
 }
 
-export async function readBlob(q: Q, runId: string, name: string, seq: number): Promise<string | null> {
-  const { rows } = await q.query({
-    name: 'etl-read-blob',
-    text: 'select data from etl_blobs where run_id = $1 and name = $2 and seq = $3',
-    values: [runId, name, seq],
-  });
-  return rows[0]?.data ?? null;
-}
-
 /**
  * A chunk as its UTF-8 bytes. Through `COPY … TO STDOUT (FORMAT binary)`, which hands
  * over the value's bytes as they are: node-postgres decodes every result field into a

@@ -118,20 +118,6 @@ export async function openStaging(db: Database, runId: string, name: string): Pr
   return new StagingWriter(db, runId, name);
 }
 
-/** Yields the staged lines chunk by chunk (unparsed), prefetching the next chunk. */
-export async function* readStagedLines(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<string[]> {
-  let next = ref.chunks > 0 ? blobs.readBlob(db.pool, ref.runId, ref.name, 0) : null;
-  for (let seq = 0; seq < ref.chunks; seq++) {
-    signal?.throwIfAborted();
-    const data = await next!;
-    if (data === null) throw new Error(`staged data ${ref.name} of run ${ref.runId} is gone (chunk ${seq}); it may have expired`);
-    next = seq + 1 < ref.chunks ? blobs.readBlob(db.pool, ref.runId, ref.name, seq + 1) : null;
-    const lines = data.split('\n');
-    lines.pop(); // the chunk ends with a newline
-    yield lines;
-  }
-}
-
 /** Yields the staged chunks as UTF-8 bytes (whole lines each), reading up to `ahead`
  *  chunks ahead on as many pooled connections: Postgres takes about as long to fetch a
  *  2 MB chunk from TOAST as the transform takes to encode it. */
@@ -155,19 +141,21 @@ export async function* readStagedBytes(db: Database, ref: StagedRef, signal?: Ab
   }
 }
 
+/** Yields the staged lines chunk by chunk (unparsed). */
+export async function* readStagedLines(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<string[]> {
+  for await (const chunk of readStagedBytes(db, ref, signal)) {
+    const lines = chunk.toString('utf8').split('\n');
+    lines.pop(); // the chunk ends with a newline
+    yield lines;
+  }
+}
+
 /** Yields the staged rows, parsed, chunk by chunk. */
 export async function* readStaged<T = unknown>(db: Database, ref: StagedRef, signal?: AbortSignal): AsyncGenerator<T[]> {
   const keyed = ref.format === 'keyed';
   for await (const lines of readStagedLines(db, ref, signal)) {
     yield lines.map((l) => JSON.parse(keyed ? l.slice(l.indexOf('\t') + 1) : l) as T);
   }
-}
-
-/** A keyed line: the hash field (JSON-encoded, so it may hold any character) and the value. */
-export const keyedLine = (key: string, json: string) => `${JSON.stringify(key)}\t${json}`;
-export function splitKeyedLine(line: string): [string, string] {
-  const i = line.indexOf('\t');
-  return [JSON.parse(line.slice(0, i)) as string, line.slice(i + 1)];
 }
 
 /** Writes one chunk directly (e.g. one API page = one chunk, seq = page number), so a

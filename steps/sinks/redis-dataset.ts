@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { NonRetryableError } from '../errors';
-import { splitKeyedLine } from '../staging';
 import { checkRowCount, type DataCheckPolicy } from './data-check';
 
 /**
@@ -22,11 +21,10 @@ export interface WriteRedisDatasetArgs {
   redis: Redis;
   dataset: string;
   shape: DatasetShape;
-  /** Rows as objects; or, to skip a parse/serialise round, already-serialised `lines`:
-   *  keyed lines (steps/staging.ts keyedLine) for 'hash', JSON values for 'json'. */
+  /** Rows as objects; or, to skip a parse/serialise round, staged `chunks` of UTF-8
+   *  NDJSON (whole lines): keyed lines (`"<field>"\t<value>`) for 'hash', JSON values for
+   *  'json'. */
   batches?: AsyncIterable<readonly Record<string, unknown>[]>;
-  lines?: AsyncIterable<readonly string[]>;
-  /** The same lines as UTF-8 bytes, whole lines per chunk (staged chunks as read). */
   chunks?: AsyncIterable<Buffer>;
   /** Required for 'hash' rows: the row property that becomes the hash field. */
   keyField?: string;
@@ -159,7 +157,7 @@ return size`;
 export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<WriteRedisDatasetResult> {
   validateDataset(a.dataset);
   if (a.shape === 'hash' && !a.keyField && a.batches) throw new NonRetryableError(`dataset ${a.dataset}: keyField is required for a hash`);
-  if ([a.batches, a.lines, a.chunks].filter(Boolean).length !== 1) throw new Error('writeRedisDataset: give exactly one of batches, lines and chunks');
+  if (!a.batches === !a.chunks) throw new Error('writeRedisDataset: give exactly one of batches and chunks');
   const key = datasetKey(a.dataset);
   const tmp = tmpKey(a.dataset, a.attempt === undefined ? a.runId : `${a.runId}.a${a.attempt}`);
   const writer = a.shape === 'hash' ? new HashBuilder(a.redis, tmp, a.keyField ?? '', a) : new JsonBuilder(a.redis, tmp);
@@ -172,11 +170,6 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
       for await (const chunk of a.chunks) {
         a.signal?.throwIfAborted();
         await writer.addChunk(chunk);
-      }
-    } else if (a.lines) {
-      for await (const lines of a.lines) {
-        a.signal?.throwIfAborted();
-        await writer.addLines(lines);
       }
     } else {
       for await (const batch of a.batches!) {
@@ -255,8 +248,8 @@ class HashBuilder extends RoundSender {
   bytes = 0;
   duplicates = 0;
   private sent = 0;
-  private cmds: (string | Buffer)[][] = [];
-  private cur: (string | Buffer)[] = [];
+  private cmds: string[][] = [];
+  private cur: string[] = [];
   private readonly fieldsPerCommand: number;
   private readonly commandsPerRound: number;
 
@@ -277,14 +270,6 @@ class HashBuilder extends RoundSender {
         throw new NonRetryableError(`row ${this.sent + 1} has no ${this.keyField}: cannot be a hash field`);
       }
       await this.push(String(id), JSON.stringify(row));
-    }
-  }
-
-  async addLines(lines: readonly string[]): Promise<void> {
-    for (const line of lines) {
-      const [field, value] = splitKeyedLine(line);
-      if (field === '') throw new NonRetryableError(`row ${this.sent + 1} has an empty key: cannot be a hash field`);
-      await this.push(field, value);
     }
   }
 
@@ -340,8 +325,8 @@ class HashBuilder extends RoundSender {
     );
   }
 
-  private async push(field: string | Buffer, value: string | Buffer): Promise<void> {
-    this.bytes += (typeof field === 'string' ? Buffer.byteLength(field) : field.length) + (typeof value === 'string' ? Buffer.byteLength(value) : value.length);
+  private async push(field: string, value: string): Promise<void> {
+    this.bytes += Buffer.byteLength(field) + Buffer.byteLength(value);
     this.cur.push(field, value);
     this.sent++;
     if (this.cur.length >= this.fieldsPerCommand * 2) {
@@ -398,14 +383,10 @@ class JsonBuilder extends RoundSender {
     }
   }
 
-  async addLines(lines: readonly string[]): Promise<void> {
-    for (const json of lines) await this.push(json);
-  }
-
   async addChunk(chunk: Buffer): Promise<void> {
     const lines = chunk.toString('utf8').split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
-    await this.addLines(lines);
+    for (const json of lines) await this.push(json);
   }
 
   private async push(json: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { readBlob } from '../../db/blobs';
+import { readBlobBytes } from '../../db/blobs';
 import { insertRun } from '../../db/runs';
 import { seedFor, startYespoFake, yespoContact, type FaultPlan, type YespoFake } from '../../sandbox/yespo-fake';
 import { freshDatabase, REDIS_URL, silentLog, uid } from '../../test/helpers';
@@ -225,7 +225,7 @@ describe('yespoPaginateStep.run', () => {
       config: { ...config, ...cfg }, params: {}, input: undefined, outputs: {}, checkpoint, log: silentLog,
       saveCheckpoint: async (v) => {
         const cp = v as Record<string, number>;
-        saved.push({ cp, chunkThere: (await readBlob(db.pool, runId, 'paginate', cp.pagesDone! - 1)) !== null });
+        saved.push({ cp, chunkThere: (await readBlobBytes(db.pool, runId, 'paginate', cp.pagesDone! - 1)) !== null });
       },
       reportRows: () => {},
       services: { db, redis, yespo: async () => ({ baseUrl: fake.url, apiKey: KEY, sandbox: false }) },

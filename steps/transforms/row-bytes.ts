@@ -46,32 +46,14 @@ export class ByteSink {
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
   }
-  /** Bytes [s, e) of src. Short ranges are copied by hand: cheaper than a native call. */
-  range(src: Uint8Array, s: number, e: number): void {
-    const n = e - s;
-    this.reserve(n);
-    const out = this.buf;
-    if (n < 24) {
-      let p = this.pos;
-      for (let i = s; i < e; i++) out[p++] = src[i]!;
-      this.pos = p;
-    } else {
-      out.set(src.subarray(s, e), this.pos);
-      this.pos += n;
-    }
-  }
   byte(b: number): void {
     this.reserve(1);
     this.buf[this.pos++] = b;
   }
   /** A string as UTF-8. */
-  ascii8(s: string): void {
+  utf8(s: string): void {
     this.reserve(Buffer.byteLength(s));
     this.pos += this.buf.write(s, this.pos, 'utf8');
-  }
-  ascii(s: string): void {
-    this.reserve(s.length);
-    for (let i = 0; i < s.length; i++) this.buf[this.pos++] = s.charCodeAt(i);
   }
   /** The bytes written so far (a copy), and a reset. */
   take(): Buffer {

@@ -47,13 +47,6 @@ export function rowSchema(columns: ColumnSpec): z.ZodType<Record<string, unknown
   return z.object(shape) as unknown as z.ZodType<Record<string, unknown>>;
 }
 
-export interface EncodedBatch {
-  /** Valid rows as JSON lines; with a key field, keyed lines (see keyedLine in staging). */
-  lines: string[];
-  bad: number;
-  firstBad?: string;
-}
-
 export interface EncodedChunk {
   /** Output lines (NDJSON, or keyed lines), newline-terminated. */
   data: Buffer;
@@ -110,7 +103,7 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
         const row: unknown = JSON.parse(chunk.toString('utf8', s, e));
         const r = fast(row) ?? slow(row);
         if (typeof r === 'string') {
-          out.ascii8(r);
+          out.utf8(r);
           out.byte(0x0a);
         } else {
           refuse(row, r, opts.offset + rows, opts, bad);
@@ -168,25 +161,11 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
     /** Only the zod path (for tests comparing the two). */
     encodeSlow: slow,
     /**
-     * A batch of staged lines. A bad row fails the step with a message naming the row
-     * (absolute index, and its key when it has one) and the field; never the row's
-     * content, which may hold personal data. With `skipBad` bad rows are counted and
-     * left out instead.
-     */
-    encodeLines(lines: readonly string[], opts: { offset: number; skipBad: boolean; what: string }): EncodedBatch {
-      const out: string[] = [];
-      const bad = { n: 0, first: undefined as string | undefined };
-      for (let i = 0; i < lines.length; i++) {
-        const row: unknown = JSON.parse(lines[i]!);
-        const r = fast(row) ?? slow(row);
-        if (typeof r === 'string') out.push(r);
-        else refuse(row, r, opts.offset + i, opts, bad);
-      }
-      return { lines: out, bad: bad.n, firstBad: bad.first };
-    },
-    /**
-     * The same for a chunk of NDJSON bytes (whole lines), giving the output lines as bytes:
-     * the byte-level fast path (row-bytes.ts) first, this encoder for the lines it leaves.
+     * A chunk of NDJSON bytes (whole lines), giving the output lines as bytes: the
+     * byte-level fast path (row-bytes.ts) first, the object fast path and zod for the
+     * lines it leaves. A bad row fails the step with a message naming the row (absolute
+     * index, and its key when it has one) and the field; never the row's content, which
+     * may hold personal data. With `skipBad` bad rows are counted and left out instead.
      */
     encodeChunk(chunk: Buffer, opts: { offset: number; skipBad: boolean; what: string }): EncodedChunk {
       const out = sink(chunk.length);
