@@ -1,4 +1,5 @@
-import { defineStep, defineWorkflow } from '../workflows/engine/define';
+import { defineWorkflow } from '../workflows/engine/define';
+import { defineStep } from '../steps/define';
 
 const noop = (key: string) => defineStep({ key, retry: { attempts: 1 }, run: async () => ({ ok: true }) });
 export const benchWorkflow = defineWorkflow({ id: 'bench-noop', steps: [noop('fetch'), noop('transform'), noop('write')] });

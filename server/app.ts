@@ -5,7 +5,7 @@ import { secureHeaders } from 'hono/secure-headers';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from '../lib/logger';
 import { redact } from '../lib/redact';
-import { ConflictError, NotFoundError, ValidationError } from '../steps/errors';
+import { ConflictError, NotFoundError, ValidationError } from '../lib/errors';
 import { authenticate, originCheck } from './auth';
 import type { AppDeps, AppEnv } from './context';
 import { errorBody, HttpError } from './errors';

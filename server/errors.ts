@@ -1,4 +1,4 @@
-import { AppError, ValidationError } from '../steps/errors';
+import { AppError, ValidationError } from '../lib/errors';
 
 /**
  * HTTP-only members of the AppError family. app.ts is the one place that turns errors

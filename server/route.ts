@@ -1,6 +1,6 @@
 import type { Context, Hono } from 'hono';
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../steps/errors';
+import { NotFoundError, ValidationError } from '../lib/errors';
 import type { AppEnv } from './context';
 import { BadRequestError, HttpError } from './errors';
 

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redact } from '../lib/redact';
 import { createCredentials, envVarFor, requireCredential } from './credentials';
-import { NonRetryableError } from './errors';
+import { NonRetryableError } from '../lib/errors';
 
 /** Credential resolution: the shared service over real HTTP, then env, then a clear error. */
 let server: Server;

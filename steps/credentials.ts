@@ -1,5 +1,5 @@
 import { registerSecrets } from '../lib/redact';
-import { NonRetryableError } from './errors';
+import { NonRetryableError } from '../lib/errors';
 
 /**
  * Credentials by name (`bigquery`, `clickhouse`, `yespo/OVAGO`, …): first the shared

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { defineStep } from '../workflows/engine/define';
+import { defineStep } from './define';
 import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
-import { isStagedRef, openStaging, readStaged, readStagedBytes, type StagedRef } from './staging';
+import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema, rowEncoder } from './transforms/rows';
 
 /**
@@ -47,12 +47,12 @@ export const queryConfigSchema = z.object({
 });
 export type QueryConfig = z.infer<typeof queryConfigSchema>;
 
-const stagedMap = z.record(z.string(), z.custom<StagedRef>(isStagedRef));
+const stagedMap = z.record(z.string(), stagedRefSchema);
 const fetchOutput = z.object({ sandbox: z.boolean(), datasets: stagedMap });
 const transformOutput = z.object({ sandbox: z.boolean(), datasets: stagedMap, badRows: z.number(), firstBad: z.string().optional() });
 
 export function queryFetchStep(kind: SourceKind) {
-  return defineStep<Services, QueryConfig, z.infer<typeof fetchOutput>>({
+  return defineStep<Services, QueryConfig, unknown, z.infer<typeof fetchOutput>>({
     key: 'fetch',
     retry: { attempts: 3, baseMs: 5_000, maxMs: 120_000 },
     timeoutMs: 60 * 60_000,
@@ -83,13 +83,14 @@ export function queryFetchStep(kind: SourceKind) {
   });
 }
 
-export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<typeof transformOutput>>({
+export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<typeof fetchOutput>, z.infer<typeof transformOutput>>({
   key: 'transform',
+  input: fetchOutput,
   retry: { attempts: 2, baseMs: 1_000, maxMs: 10_000 },
   timeoutMs: 60 * 60_000,
   output: transformOutput,
   async run(ctx) {
-    const input = fetchOutput.parse(ctx.input);
+    const input = ctx.input;
     const datasets: Record<string, StagedRef> = {};
     let rowsIn = 0;
     let badRows = 0;
@@ -116,12 +117,13 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
   },
 });
 
-export const queryWriteStep = defineStep<Services, QueryConfig>({
+export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof transformOutput>>({
   key: 'write',
+  input: transformOutput,
   retry: { attempts: 3, baseMs: 2_000, maxMs: 30_000 },
   timeoutMs: 60 * 60_000,
   async run(ctx) {
-    const input = transformOutput.parse(ctx.input);
+    const input = ctx.input;
     const { redis, db } = ctx.services;
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;

@@ -4,7 +4,7 @@ import type { Config } from '../config';
 import type { Database } from '../db/client';
 import type { Logger } from '../lib/logger';
 import { createCredentials, requireCredential, type Credential, type CredentialSource } from './credentials';
-import { NonRetryableError } from './errors';
+import { NonRetryableError } from '../lib/errors';
 import { bigQueryPages, createBigQuery, plainBigQueryRow } from './sources/bigquery';
 import { clickHouseChunks, clickHouseLines, createClickHouse } from './sources/clickhouse';
 

@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Database } from '../db/client';
 import * as blobs from '../db/blobs';
 
@@ -20,6 +21,16 @@ export interface StagedRef {
 }
 
 export const isStagedRef = (v: unknown): v is StagedRef => (v as StagedRef | null)?.kind === 'staged';
+
+/** A StagedRef as a step declares it in its input or output schema (extend it for more fields). */
+export const stagedRefSchema = z.object({
+  kind: z.literal('staged'),
+  runId: z.string(),
+  name: z.string(),
+  chunks: z.number().int().min(0),
+  rows: z.number().int().min(0),
+  format: z.enum(['json', 'keyed']).optional(),
+});
 
 export class StagingWriter {
   private buf: string[] = [];

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, NotFoundError } from '../steps/errors';
+import { ConflictError, NotFoundError } from '../lib/errors';
 import { rootJobId } from '../workflows/engine/flow';
 import { createHarness, demoSeed, runs, type Harness } from './engine-harness';
 import { silentLog, waitFor } from './helpers';

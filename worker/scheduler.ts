@@ -2,7 +2,7 @@ import type { Database } from '../db/client';
 import * as sched from '../db/schedule';
 import { fireTimesBetween, nextFireTime, validateSchedule } from '../lib/cron';
 import type { Logger } from '../lib/logger';
-import { ConflictError } from '../steps/errors';
+import { ConflictError } from '../lib/errors';
 import type { Engine } from '../workflows/engine/engine';
 
 /**

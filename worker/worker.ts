@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import type { Database } from '../db/client';
 import { cancelledAmong } from '../db/runs';
 import type { Logger } from '../lib/logger';
-import { StepAbortedError } from '../steps/errors';
+import { StepAbortedError } from '../lib/errors';
 import type { Registry } from '../workflows/engine/define';
 import { createEngine, type Engine } from '../workflows/engine/engine';
 import { cancelChannel } from '../workflows/engine/events';

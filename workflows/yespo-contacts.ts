@@ -4,8 +4,9 @@ import type { Services } from '../steps/services';
 import { writeRedisDataset } from '../steps/sinks/redis-dataset';
 import { normaliseContact, type YespoContact } from '../steps/sources/yespo-schema';
 import { yespoPaginateStep, type YespoStagedRef } from '../steps/sources/yespo';
-import { isStagedRef, openStaging, readStaged, type StagedRef } from '../steps/staging';
-import { defineStep, defineWorkflow } from './engine/define';
+import { openStaging, readStaged, stagedRefSchema, type StagedRef } from '../steps/staging';
+import { defineWorkflow } from './engine/define';
+import { defineStep } from '../steps/define';
 
 /**
  * Yespo contacts of one group (used by yespo.OVAGO and yespo.brand_b): paginate (a
@@ -24,16 +25,15 @@ export const yespoConfigSchema = z.object({
 });
 type YespoConfig = z.infer<typeof yespoConfigSchema>;
 
-const staged = z.custom<StagedRef>(isStagedRef);
-
 // paginate has validated each contact (and dropped or failed on bad ones, per config);
 // transform normalises them into the shape the marketing site reads.
-const transform = defineStep<Services, YespoConfig>({
+const transform = defineStep<Services, YespoConfig, YespoStagedRef>({
   key: 'transform',
+  input: stagedRefSchema.extend({ sandbox: z.boolean(), badRows: z.number() }),
   retry: { attempts: 2, baseMs: 1_000, maxMs: 10_000 },
   timeoutMs: 30 * 60_000,
   async run(ctx) {
-    const input = staged.parse(ctx.input) as YespoStagedRef;
+    const input = ctx.input;
     const out = await openStaging(ctx.services.db, ctx.runId, `transform.a${ctx.attempt}`);
     let n = 0;
     for await (const page of readStaged<YespoContact>(ctx.services.db, input, ctx.signal)) {
@@ -45,12 +45,13 @@ const transform = defineStep<Services, YespoConfig>({
   },
 });
 
-const write = defineStep<Services, YespoConfig>({
+const write = defineStep<Services, YespoConfig, StagedRef & { sandbox?: boolean }>({
   key: 'write',
+  input: stagedRefSchema.extend({ sandbox: z.boolean().optional() }),
   retry: { attempts: 3, baseMs: 2_000, maxMs: 30_000 },
   timeoutMs: 30 * 60_000,
   async run(ctx) {
-    const input = staged.parse(ctx.input) as StagedRef & { sandbox?: boolean };
+    const input = ctx.input;
     const r = await writeRedisDataset({
       redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
       batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,

@@ -3,7 +3,7 @@ import { getPipelineWithLastRun, listPipelinesWithLastRun, listRuns, type Pipeli
 import { listTicks } from '../../db/schedule';
 import { jsonBytes, type ReadCache } from '../read-cache';
 import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
-import { NotFoundError } from '../../steps/errors';
+import { NotFoundError } from '../../lib/errors';
 import type { AppDeps } from '../context';
 import { BadRequestError } from '../errors';
 import { route, type RouteGroup } from '../route';

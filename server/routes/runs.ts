@@ -1,5 +1,5 @@
 import { getRunDetail, getStepDetail } from '../../db/read';
-import { NotFoundError } from '../../steps/errors';
+import { NotFoundError } from '../../lib/errors';
 import type { AppDeps } from '../context';
 import { HttpError } from '../errors';
 import { route, type RouteGroup } from '../route';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { checkRowCount } from './data-check';
 
 const refusal = (fn: () => void): NonRetryableError => {

@@ -1,4 +1,4 @@
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 
 /**
  * The last line of defence before a sink publishes: a source that silently returns nothing

@@ -3,7 +3,7 @@ import { asc, count, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bqProjects } from '../../db/schema';
 import { freshDatabase, waitFor } from '../../test/helpers';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { copyRows, upsertRows, type UpsertRowsArgs } from './postgres-upsert';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;

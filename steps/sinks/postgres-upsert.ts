@@ -1,6 +1,6 @@
 import type { Database } from '../../db/client';
 import { copyAndMerge, copyIntoTable, resolveTarget, type LoadTarget, type SinkTableName } from '../../db/upsert';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { checkRowCount, type DataCheckPolicy } from './data-check';
 
 /**

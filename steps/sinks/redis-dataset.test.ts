@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_URL, uid } from '../../test/helpers';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { datasetKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, type WriteRedisDatasetArgs } from './redis-dataset';
 
 // Real keys are cache:<dataset>; every dataset of this file lives under one random prefix.

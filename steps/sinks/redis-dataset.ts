@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { checkRowCount, type DataCheckPolicy } from './data-check';
 
 /**

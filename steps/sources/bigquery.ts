@@ -1,7 +1,7 @@
 import { BigQuery } from '@google-cloud/bigquery';
 import { noopAuthClient } from '../../sandbox/bigquery-auth';
 import type { Credential } from '../credentials';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 
 /**
  * BigQuery as a source: one query job, then its result pages read one at a time

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 
 /**
  * THE shape of one contact in Yespo's `GET /group/{groupId}/contacts` answer. It is kept in

@@ -5,12 +5,13 @@ import { readBlobBytes } from '../../db/blobs';
 import { insertRun } from '../../db/runs';
 import { seedFor, startYespoFake, yespoContact, type FaultPlan, type YespoFake } from '../../sandbox/yespo-fake';
 import { freshDatabase, REDIS_URL, silentLog, uid } from '../../test/helpers';
-import type { StepContext } from '../../workflows/engine/define';
-import { NonRetryableError, RetryAfterError } from '../errors';
+import type { StepContext } from '../define';
+import { NonRetryableError, RetryAfterError } from '../../lib/errors';
 import { createRateLimiter, type RateLimiter } from '../rate-limit';
 import { readStaged } from '../staging';
+import { YespoTransientError } from '../../lib/errors';
 import {
-  fetchContactsPage, paginateContacts, parseRetryAfter, yespoPaginateStep, YespoTransientError,
+  fetchContactsPage, paginateContacts, parseRetryAfter, yespoPaginateStep,
   type PageInfo, type PaginateOptions, type YespoPaginateConfig, type YespoServices,
 } from './yespo';
 import { normaliseContact, parseContacts } from './yespo-schema';

@@ -4,8 +4,8 @@ import { z } from 'zod';
 import type { Database } from '../../db/client';
 import type { Logger } from '../../lib/logger';
 import { redact, registerSecret } from '../../lib/redact';
-import { defineStep } from '../../workflows/engine/define';
-import { AppError, NonRetryableError, RetryAfterError } from '../errors';
+import { defineStep } from '../define';
+import { NonRetryableError, RetryAfterError, YespoRateLimitedError, YespoTransientError } from '../../lib/errors';
 import { createRateLimiter, rateLimitKey, sleep, type RateLimiter } from '../rate-limit';
 import { writeChunk, type StagedRef } from '../staging';
 import { parseContacts } from './yespo-schema';
@@ -23,20 +23,6 @@ import { parseContacts } from './yespo-schema';
 export const YESPO_MAX_PAGE = 500;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_RETRIES = { attempts: 5, baseMs: 1_000, maxMs: 30_000 };
-
-/** Worth another try after a pause: 5xx, 408, connection reset, timeout, cut-off body. */
-export class YespoTransientError extends AppError {
-  constructor(message: string) {
-    super('yespo_transient', redact(message));
-  }
-}
-
-/** HTTP 429. retryAfterMs is null when the answer had no usable Retry-After. */
-export class YespoRateLimitedError extends AppError {
-  constructor(message: string, readonly retryAfterMs: number | null) {
-    super('yespo_rate_limited', redact(message));
-  }
-}
 
 export interface FetchPageOptions {
   baseUrl: string;
@@ -252,7 +238,7 @@ const STAGE = 'paginate';
  * The chunks hold validated contacts (yespo-schema, unknown fields kept); malformed ones
  * fail the step, or with skipBadRows are dropped and counted in the checkpoint.
  */
-export const yespoPaginateStep = defineStep<YespoServices, YespoPaginateConfig, YespoStagedRef>({
+export const yespoPaginateStep = defineStep<YespoServices, YespoPaginateConfig, unknown, YespoStagedRef>({
   key: 'paginate',
   retry: { attempts: 5, baseMs: 2_000, maxMs: 60_000 },
   timeoutMs: 30 * 60_000,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { ByteSink, compileByteEncoder } from './row-bytes';
 import { columnSpecSchema, rowEncoder } from './rows';
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NonRetryableError } from '../errors';
+import { NonRetryableError } from '../../lib/errors';
 import { ByteSink, compileByteEncoder } from './row-bytes';
 
 /**

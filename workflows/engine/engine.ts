@@ -6,7 +6,7 @@ import { getPipeline, getPipelines, type PipelineRow } from '../../db/pipelines'
 import * as runs from '../../db/runs';
 import type { Trigger } from '../../db/schema';
 import type { Logger } from '../../lib/logger';
-import { ConflictError, NotFoundError } from '../../steps/errors';
+import { ConflictError, NotFoundError } from '../../lib/errors';
 import type { Registry, WorkflowDef } from './define';
 import { cancelChannel, createEventBus, type EventBus } from './events';
 import { buildFlow, rootJobId } from './flow';

@@ -1,5 +1,5 @@
 import type { FlowJob } from 'bullmq';
-import type { StepDef } from './define';
+import type { StepDef } from '../../steps/define';
 
 /**
  * One run = one BullMQ flow: the root job is the run, its only child the last step, whose

@@ -4,8 +4,9 @@ import * as runs from '../../db/runs';
 import type { Logger } from '../../lib/logger';
 import { withDbRetry } from '../../lib/pg-retry';
 import { redact } from '../../lib/redact';
-import { NonRetryableError, StepAbortedError } from '../../steps/errors';
-import type { Registry, StepContext, StepDef } from './define';
+import { NonRetryableError, StepAbortedError } from '../../lib/errors';
+import type { Registry } from './define';
+import type { StepContext, StepDef } from '../../steps/define';
 import type { EventBus } from './events';
 import { stepJobId, type RunJobData, type StepJobData } from './flow';
 
@@ -166,9 +167,10 @@ export function createRunner(deps: RunnerDeps) {
         throw new NonRetryableError(`pipeline config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
       }
       const index = wf.steps.indexOf(step);
+      const previous = index > 0 ? claim.outputs[wf.steps[index - 1]!.key] : undefined;
       const ctx: StepContext = {
-        runId, pipelineId, stepKey: key, attempt, signal: controller.signal, config: parsed.data as Record<string, unknown>,
-        params: claim.params, input: index > 0 ? claim.outputs[wf.steps[index - 1]!.key] : undefined, outputs: claim.outputs,
+        runId, pipelineId, stepKey: key, attempt, signal: controller.signal, config: parsed.data,
+        params: claim.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claim.outputs,
         checkpoint: claim.checkpoint,
         saveCheckpoint: async (value) => {
           const ok = await withDbRetry(() => runs.saveCheckpoint(db.pool, { runId, key, attempt, checkpoint: value }), { signal: controller.signal });
@@ -182,7 +184,7 @@ export function createRunner(deps: RunnerDeps) {
         log: slog,
       };
       const output = await untilAborted(step.run(ctx), controller.signal);
-      const checked = step.output ? parseOutput(step, output) : output;
+      const checked = step.output ? parseWith(step, 'output', output) : output;
       const nextStep = wf.steps[index + 1];
       const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: workerId };
       const done = await withDbRetry(() => runs.completeStep(db.pool, {
@@ -242,11 +244,12 @@ export function createRunner(deps: RunnerDeps) {
   };
 }
 
-function parseOutput(step: StepDef, output: unknown): unknown {
-  const r = step.output!.safeParse(output);
+function parseWith(step: StepDef, which: 'input' | 'output', value: unknown): unknown {
+  const r = step[which]!.safeParse(value);
   if (r.success) return r.data;
   const i = r.error.issues[0]!;
-  throw new NonRetryableError(`step ${step.key} returned an invalid output at ${i.path.join('.') || '(root)'}: ${i.message}`);
+  const what = which === 'input' ? 'was given an invalid input' : 'returned an invalid output';
+  throw new NonRetryableError(`step ${step.key} ${what} at ${i.path.join('.') || '(root)'}: ${i.message}`);
 }
 
 /** Resolves with the step's result, or rejects as soon as the signal aborts, even if the

@@ -1,3 +1,5 @@
+import { redact } from './redact';
+
 /**
  * One error family with a string `code`. Step authors throw NonRetryableError /
  * RetryAfterError; only the worker maps them to BullMQ behaviour and only server/app.ts
@@ -54,5 +56,21 @@ export class ConflictError extends AppError {
 export class ValidationError extends AppError {
   constructor(message: string, details?: unknown) {
     super('invalid_input', message, details);
+  }
+}
+
+// Yespo's HTTP failures, classified where they are raised (steps/sources/yespo.ts).
+
+/** Worth another try after a pause: 5xx, 408, connection reset, timeout, cut-off body. */
+export class YespoTransientError extends AppError {
+  constructor(message: string) {
+    super('yespo_transient', redact(message));
+  }
+}
+
+/** HTTP 429. retryAfterMs is null when the answer had no usable Retry-After. */
+export class YespoRateLimitedError extends AppError {
+  constructor(message: string, readonly retryAfterMs: number | null) {
+    super('yespo_rate_limited', redact(message));
   }
 }
