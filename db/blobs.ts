@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { withClient } from './tx';
 
 type Q = Pick<pg.Pool, 'query'>;
 
@@ -32,9 +33,8 @@ export async function insertBlob(q: Q, a: { runId: string; name: string; seq: nu
  * them back cost the transform and the write about a fifth of their time.
  */
 export async function readBlobBytes(pool: pg.Pool, runId: string, name: string, seq: number): Promise<Buffer | null> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
+  // A COPY that failed half-way leaves the connection in an unknown state: drop it.
+  return withClient(pool, async (client) => {
     // COPY takes no parameters: the values are quoted literals.
     const sql = `copy (select convert_to(data, 'UTF8') from etl_blobs where run_id = ${client.escapeLiteral(runId)}::uuid
       and name = ${client.escapeLiteral(name)} and seq = ${Number(seq) | 0}) to stdout (format binary)`;
@@ -46,13 +46,7 @@ export async function readBlobBytes(pool: pg.Pool, runId: string, name: string, 
       size += piece.length;
     }
     return parseBinaryCopyOneField(Buffer.concat(parts, size));
-  } catch (err) {
-    broken = err as Error;
-    throw err;
-  } finally {
-    // A COPY that failed half-way leaves the connection in an unknown state: drop it.
-    client.release(broken);
-  }
+  }, { dropOnError: true });
 }
 
 const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import { seedPipelines, type PipelineSeed } from './pipelines';
+import { LOCKS, withSessionLock } from './tx';
 
 const migrationsFolder = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
@@ -38,21 +39,11 @@ export async function migrateDatabase(url: string, seeds: readonly PipelineSeed[
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query('select pg_advisory_lock(7301001)');
-    await migrate(drizzle(client), { migrationsFolder });
-    await seedPipelines(client, seeds);
+    await withSessionLock(client, LOCKS.migrate, async () => {
+      await migrate(drizzle(client), { migrationsFolder });
+      await seedPipelines(client, seeds);
+    });
   } finally {
-    await client.query('select pg_advisory_unlock(7301001)').catch(() => {});
     await client.end();
   }
-}
-
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { loadConfigOrExit } = await import('../config');
-  const { pipelineSeeds } = await import('../workflows/index');
-  const config = loadConfigOrExit();
-  await migrateDatabase(config.DATABASE_URL, pipelineSeeds);
-  const safe = new URL(config.DATABASE_URL);
-  safe.password = '';
-  process.stdout.write(`migrated ${safe.host}${safe.pathname}\n`);
 }

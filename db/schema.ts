@@ -79,7 +79,7 @@ export const etlRunSteps = pgTable('etl_run_steps', {
   output: jsonb('output'),
   jobId: text('job_id'),
   /** Claimed by the previous step's completion on behalf of its job, which has not yet
-   *  taken the claim over (see completeStep in db/runs.ts). */
+   *  taken the claim over (see completeStep in db/steps.ts). */
   handoff: boolean('handoff').notNull().default(false),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.runId, t.key] })]);

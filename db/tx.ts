@@ -10,17 +10,39 @@ import type pg from 'pg';
  */
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
-export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+const ignore = () => {};
+
+/** pg-pool takes its own 'error' listener off a client while it is checked out, so a
+ *  connection lost mid-use (a Postgres restart) would emit an unhandled 'error' and end
+ *  the process. Its queries reject with the error anyway: the event itself is dropped. */
+async function checkout(pool: pg.Pool): Promise<pg.PoolClient> {
   const client = await pool.connect();
+  client.on('error', ignore);
+  return client;
+}
+
+function checkin(client: pg.PoolClient, broken?: Error): void {
+  client.off('error', ignore);
+  client.release(broken);
+}
+
+/** `dropOnError`: a failure inside `fn` destroys the connection (e.g. a COPY that failed
+ *  half-way leaves it in an unknown state) instead of handing it back. */
+export async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>, opts: { dropOnError?: boolean } = {}): Promise<T> {
+  const client = await checkout(pool);
+  let broken: Error | undefined;
   try {
     return await fn(client);
+  } catch (err) {
+    if (opts.dropOnError) broken = err instanceof Error ? err : new Error(String(err));
+    throw err;
   } finally {
-    client.release();
+    checkin(client, broken);
   }
 }
 
 export async function withTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+  const client = await checkout(pool);
   let broken: Error | undefined;
   try {
     await client.query('begin');
@@ -31,7 +53,7 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) =
     await client.query('rollback').catch((e: Error) => { broken = e; });
     throw err;
   } finally {
-    client.release(broken);
+    checkin(client, broken);
   }
 }
 

@@ -4,6 +4,7 @@ import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { bqProjects } from './schema';
+import { withClient, withTransaction } from './tx';
 
 /**
  * Bulk loads into sink tables: COPY into a temporary stage, then one set-based
@@ -153,23 +154,6 @@ async function cancellable<T>(pool: pg.Pool, pid: number, signal: AbortSignal | 
   }
 }
 
-async function withClient<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>, tx: boolean): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    if (tx) await client.query('begin');
-    const out = await fn(client);
-    if (tx) await client.query('commit');
-    return out;
-  } catch (err) {
-    // A connection whose rollback fails is in an unknown state: drop it rather than reuse.
-    if (tx) await client.query('rollback').catch((e: Error) => { broken = e; });
-    throw err;
-  } finally {
-    client.release(broken);
-  }
-}
-
 /** Upsert: COPY `data` (COPY text-format lines in the target's column order) into a
  *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, commit.
  *  Any failure rolls back everything, including the stage. */
@@ -182,7 +166,7 @@ export async function copyAndMerge(pool: pg.Pool, a: {
 }): Promise<StageMergeResult> {
   const t = a.target;
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
-  return withClient(pool, async (client) => {
+  return withTransaction(pool, async (client) => {
     // The sort behind DISTINCT ON spills to disk at the 4 MB default; this is per-transaction.
     const { rows: [{ pid }] } = await client.query(`select pg_backend_pid() as pid, set_config('work_mem', '64MB', true)`);
     await client.query(`create temp table ${STAGE} on commit drop as select ${cols} from ${quoteIdent(t.table.name)} with no data`);
@@ -197,11 +181,11 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
     return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };
-  }, true);
+  });
 }
 
 /** Plain COPY straight into the table (one statement, so atomic): no dedupe, no upsert. */
 export async function copyIntoTable(pool: pg.Pool, a: { target: LoadTarget; data: AsyncIterable<string>; signal?: AbortSignal }): Promise<number> {
   const cols = a.target.columns.map((c) => quoteIdent(c.name)).join(', ');
-  return withClient(pool, (client) => copyIn(client, `copy ${quoteIdent(a.target.table.name)} (${cols}) from stdin`, a.data, a.signal), false);
+  return withClient(pool, (client) => copyIn(client, `copy ${quoteIdent(a.target.table.name)} (${cols}) from stdin`, a.data, a.signal));
 }

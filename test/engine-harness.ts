@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Database } from '../db/client';
 import * as runs from '../db/runs';
+import * as stepState from '../db/steps';
 import { createRegistry } from '../workflows/engine/define';
 import { createEngine, type Engine } from '../workflows/engine/engine';
 import { startWorkerRuntime, type WorkerRuntime } from '../worker/worker';
@@ -93,4 +94,4 @@ export async function createHarness(opts: { redisUrl?: string; pgBase?: string; 
   };
 }
 
-export { runs };
+export { runs, stepState };

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withTransaction } from '../db/tx';
 import { ConflictError, NotFoundError } from '../lib/errors';
 import { rootJobId } from '../workflows/engine/flow';
-import { createHarness, demoSeed, runs, type Harness } from './engine-harness';
+import { createHarness, demoSeed, runs, stepState, type Harness } from './engine-harness';
 import { silentLog, waitFor } from './helpers';
 
 
@@ -110,11 +111,11 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
       id: runId, pipelineId: 'other', trigger: 'manual', params: {}, exclusive: false,
       steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
     });
-    const claim = (key: string) => runs.claimStep(h.db.pool, { runId, key, generation: 0, jobId: `${runId}.g0.${key}`, worker: 'test' });
+    const claim = (key: string) => stepState.claimStep(h.db.pool, { runId, key, generation: 0, jobId: `${runId}.g0.${key}`, worker: 'test' });
     expect(await claim('transform')).toBeNull();
     expect(await claim('fetch')).toMatchObject({ attempt: 1 });
     expect(await claim('transform')).toBeNull();
-    await runs.completeStep(h.db.pool, { runId, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false });
+    await stepState.completeStep(h.db.pool, { runId, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false });
     expect(await claim('transform')).toMatchObject({ attempt: 1 });
     await h.engine.cancel(runId);
   });
@@ -125,8 +126,8 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
         id: runId, pipelineId: 'other', trigger: 'manual', params: { p: 1 }, exclusive: false,
         steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
       });
-      await runs.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
-      return runs.completeStep(h.db.pool, {
+      await stepState.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
+      return stepState.completeStep(h.db.pool, {
         runId, key: 'fetch', generation: 0, attempt: 1, output: { ref: 'x' }, rowsIn: null, rowsOut: 3, last: false,
         next: { key: 'transform', jobId: `${runId}.g0.transform`, worker: 'A' },
       });
@@ -135,7 +136,7 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
       `select s.status, s.attempts, s.handoff, (select json_agg(json_build_object('n', a.attempt, 'status', a.status, 'worker', a.worker) order by a.attempt)
          from etl_step_attempts a where a.run_id = s.run_id and a.step_key = s.key) as history
        from etl_run_steps s where s.run_id = $1 and s.key = 'transform'`, [runId])).rows[0];
-    const claim = (runId: string, o: { adopt: boolean; jobId?: string }) => runs.claimStep(h.db.pool, {
+    const claim = (runId: string, o: { adopt: boolean; jobId?: string }) => stepState.claimStep(h.db.pool, {
       runId, key: 'transform', generation: 0, jobId: o.jobId ?? `${runId}.g0.transform`, worker: 'B', adopt: o.adopt,
     });
 
@@ -172,14 +173,14 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     // redelivery of the job, even one BullMQ counts as first, gets a new attempt.
     const e = '61111111-2222-4333-8444-555555555555';
     await insert(e);
-    await runs.markHandoffsTaken(h.db.pool, [{ runId: e, key: 'transform', attempt: 1 }]);
+    await stepState.markHandoffsTaken(h.db.pool, [{ runId: e, key: 'transform', attempt: 1 }]);
     expect(await claim(e, { adopt: true })).toMatchObject({ attempt: 2 });
     expect((await state(e)).history.map((x: { status: string }) => x.status)).toEqual(['lost', 'running']);
 
     // The last step hands nothing over; a completion that lost its attempt hands nothing over.
     const d = '51111111-2222-4333-8444-555555555555';
     await insert(d);
-    const stale = await runs.completeStep(h.db.pool, {
+    const stale = await stepState.completeStep(h.db.pool, {
       runId: d, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false,
       next: { key: 'transform', jobId: `${d}.g0.transform`, worker: 'A' },
     });
@@ -193,25 +194,21 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
       id: runId, pipelineId: 'other', trigger: 'manual', params: {}, exclusive: false,
       steps: ['fetch', 'transform', 'write'].map((key, position) => ({ key, position, status: 'pending' as const })),
     });
-    await runs.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
-    const tx = await h.db.pool.connect();
-    try {
-      await tx.query('begin');
-      const done = await runs.completeStep(tx, {
+    await stepState.claimStep(h.db.pool, { runId, key: 'fetch', generation: 0, jobId: `${runId}.g0.fetch`, worker: 'A' });
+    let cancelling: Promise<unknown> | undefined;
+    await withTransaction(h.db.pool, async (tx) => {
+      const done = await stepState.completeStep(tx, {
         runId, key: 'fetch', generation: 0, attempt: 1, output: {}, rowsIn: null, rowsOut: null, last: false,
         next: { key: 'transform', jobId: `${runId}.g0.transform`, worker: 'A' },
       });
       expect(done.next).toMatchObject({ attempt: 1 });
       // The cancel starts while the completion is uncommitted, and waits for its locks.
-      const cancelling = h.engine.cancel(runId);
+      cancelling = h.engine.cancel(runId);
       await waitFor(async () => (await h.db.pool.query(
         `select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like '%cancelled%'`)).rowCount! > 0,
       { what: 'the cancel to wait for the completion' });
-      await tx.query('commit');
-      await cancelling;
-    } finally {
-      tx.release();
-    }
+    });
+    await cancelling;
     const { rows } = await h.db.pool.query('select step_key, status from etl_step_attempts where run_id = $1 order by step_key', [runId]);
     expect(rows).toEqual([{ step_key: 'fetch', status: 'succeeded' }, { step_key: 'transform', status: 'cancelled' }]);
     expect((await h.db.pool.query('select key, status, handoff from etl_run_steps where run_id = $1 order by position', [runId])).rows)

@@ -2,7 +2,9 @@ import type { Queue } from 'bullmq';
 import type { Database } from '../db/client';
 import { purgeExpiredBlobs } from '../db/blobs';
 import * as runs from '../db/runs';
+import * as stepState from '../db/steps';
 import { purgeTicks } from '../db/schedule';
+import { LOCKS, withTryXactLock } from '../db/tx';
 import type { Logger } from '../lib/logger';
 import type { Engine } from '../workflows/engine/engine';
 import { rootJobId } from '../workflows/engine/flow';
@@ -26,55 +28,53 @@ export interface ReconcilerDeps {
   tickRetentionDays?: number;
 }
 
-const LOCK_KEY = 7301002;
-
 export async function reconcileOnce(deps: ReconcilerDeps): Promise<{ rebuilt: number; failed: number } | null> {
-  const { db, queue, engine, log } = deps;
-  const client = await db.pool.connect();
-  try {
-    await client.query('begin');
-    const { rows } = await client.query('select pg_try_advisory_xact_lock($1) as ok', [LOCK_KEY]);
-    if (!rows[0].ok) return null;
-    let rebuilt = 0;
-    let failed = 0;
-    for (const run of await runs.listActiveRuns(db.pool, deps.graceMs ?? 10_000)) {
-      const root = await queue.getJob(rootJobId(run.id, run.generation));
-      // No flow, or a flow that ended while Postgres still calls the run active (a step
-      // job that found its step fenced off did nothing): rebuild from Postgres.
-      const rootState = root ? await root.getState() : 'missing';
-      if (rootState === 'missing' || rootState === 'completed' || rootState === 'failed') {
+  // The lock's transaction only serialises passes: the repairs go through the pool, each
+  // its own guarded statement, so nothing here needs to roll back together.
+  return withTryXactLock(deps.db.pool, LOCKS.reconcile, async () => {
+    const { rebuilt, failed } = await repairRuns(deps);
+    if (rebuilt || failed) deps.log.warn({ rebuilt, failed }, 'reconciler repaired runs');
+    // Retention, under the same lock so one replica does it.
+    const purged = await purgeExpiredBlobs(deps.db.pool, deps.retentionDays ?? 14);
+    const ticks = await purgeTicks(deps.db.pool, deps.tickRetentionDays ?? 30);
+    if (purged || ticks) deps.log.info({ stagedChunks: purged, ticks }, 'retention: deleted expired checkpoints and tick log rows');
+    return { rebuilt, failed };
+  });
+}
+
+async function repairRuns(deps: ReconcilerDeps): Promise<{ rebuilt: number; failed: number }> {
+  const { db, queue, engine } = deps;
+  let rebuilt = 0;
+  let failed = 0;
+  for (const run of await runs.listActiveRuns(db.pool, deps.graceMs ?? 10_000)) {
+    const root = await queue.getJob(rootJobId(run.id, run.generation));
+    // No flow, or a flow that ended while Postgres still calls the run active (a step
+    // job that found its step fenced off did nothing): rebuild from Postgres.
+    const rootState = root ? await root.getState() : 'missing';
+    if (rootState === 'missing' || rootState === 'completed' || rootState === 'failed') {
+      await engine.rebuild(run.id, run.generation);
+      rebuilt++;
+      continue;
+    }
+    const state = await runs.getRunState(db.pool, run.id);
+    for (const step of state?.steps ?? []) {
+      if (step.status !== 'running' || !step.jobId) continue;
+      const job = await queue.getJob(step.jobId);
+      const jobState = job ? await job.getState() : 'missing';
+      if (jobState === 'failed') {
+        const ok = await stepState.failStep(db.pool, {
+          runId: run.id, key: step.key, generation: run.generation, attempt: step.attempts,
+          error: job?.failedReason || 'the step job failed', stack: null, final: true,
+        });
+        if (ok) failed++;
+      } else if (jobState === 'missing' || jobState === 'completed') {
         await engine.rebuild(run.id, run.generation);
         rebuilt++;
-        continue;
-      }
-      const state = await runs.getRunState(db.pool, run.id);
-      for (const step of state?.steps ?? []) {
-        if (step.status !== 'running' || !step.jobId) continue;
-        const job = await queue.getJob(step.jobId);
-        const jobState = job ? await job.getState() : 'missing';
-        if (jobState === 'failed') {
-          const ok = await runs.failStep(db.pool, {
-            runId: run.id, key: step.key, generation: run.generation, attempt: step.attempts,
-            error: job?.failedReason || 'the step job failed', stack: null, final: true,
-          });
-          if (ok) failed++;
-        } else if (jobState === 'missing' || jobState === 'completed') {
-          await engine.rebuild(run.id, run.generation);
-          rebuilt++;
-          break;
-        }
+        break;
       }
     }
-    if (rebuilt || failed) log.warn({ rebuilt, failed }, 'reconciler repaired runs');
-    // Retention, under the same lock so one replica does it.
-    const purged = await purgeExpiredBlobs(db.pool, deps.retentionDays ?? 14);
-    const ticks = await purgeTicks(db.pool, deps.tickRetentionDays ?? 30);
-    if (purged || ticks) log.info({ stagedChunks: purged, ticks }, 'retention: deleted expired checkpoints and tick log rows');
-    return { rebuilt, failed };
-  } finally {
-    await client.query('commit').catch(() => {});
-    client.release();
   }
+  return { rebuilt, failed };
 }
 
 export function startReconciler(deps: ReconcilerDeps & { intervalMs?: number }): { stop(): Promise<void> } {
