@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { STEP_KEY, type StepDef } from '../../steps/define';
+import type { SourceKind } from '../../steps/services';
 
 /**
  * Declarations only: a workflow is an ordered chain of steps (steps/define.ts). Nothing
@@ -35,4 +36,48 @@ export function createRegistry(workflows: readonly WorkflowDef[]): Registry {
     map.set(w.id, w);
   }
   return map;
+}
+
+/** Where a pipeline's data comes from: the kind of source and the credential it reads
+ *  with, named from its (editable) config. */
+export interface SourceSpec {
+  kind: SourceKind | 'yespo';
+  /** The credential name (e.g. `bigquery`, `yespo/OVAGO`) for a pipeline's current config. */
+  credential(config: Record<string, unknown>): string | null;
+}
+
+/**
+ * One pipeline: the whole of what a file in workflows/ declares. The workflow runs it,
+ * the seed (id, description, cron, zone, config) goes into etl_pipelines once (disabled,
+ * never overwriting an operator's edits), and the source says which credential and kind
+ * of source it reads (for the sandbox label and the sandbox data).
+ */
+export interface PipelineDef<S = unknown, Cfg = unknown> {
+  id: string;
+  description: string;
+  cron: string;
+  timezone: string;
+  workflow: WorkflowDef<S, Cfg>;
+  source: SourceSpec;
+  /** The seeded config: JSON, validated by the workflow's config schema at definition. */
+  config: Record<string, unknown>;
+  concurrency?: 'forbid' | 'allow';
+  catchup?: 'none' | 'latest' | 'all';
+}
+
+const PIPELINE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+export function definePipeline<S, Cfg>(def: PipelineDef<S, Cfg>): PipelineDef<S, Cfg> {
+  if (!PIPELINE_ID.test(def.id)) throw new Error(`invalid pipeline id ${JSON.stringify(def.id)}`);
+  const parsed = def.workflow.config?.safeParse(def.config);
+  if (parsed && !parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new Error(`pipeline ${def.id}: seeded config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
+  }
+  return def;
+}
+
+/** The common case: the credential is named by the config's `credential` field. */
+export function credentialField(kind: SourceSpec['kind']): SourceSpec {
+  return { kind, credential: (c) => (typeof c.credential === 'string' ? c.credential : null) };
 }

@@ -1,14 +1,18 @@
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import type { Database } from '../../db/client';
-import * as runs from '../../db/runs';
+import * as stepState from '../../db/steps';
 import type { Logger } from '../../lib/logger';
 import { withDbRetry } from '../../lib/pg-retry';
-import { redact } from '../../lib/redact';
 import { NonRetryableError, StepAbortedError } from '../../lib/errors';
-import type { Registry } from './define';
+import type { Registry, WorkflowDef } from './define';
 import type { StepContext, StepDef } from '../../steps/define';
+import { watchStep, type ActiveSteps } from './active-steps';
 import type { EventBus } from './events';
 import { stepJobId, type RunJobData, type StepJobData } from './flow';
+import { createHandoffs, type Handoffs } from './handoffs';
+import { settleFailure } from './settle';
+
+export { ActiveSteps } from './active-steps';
 
 /**
  * Executes BullMQ jobs of run flows. A step job: claim the step in Postgres (a fenced
@@ -16,6 +20,8 @@ import { stepJobId, type RunJobData, type StepJobData } from './flow';
  * step with an AbortSignal, record the result. Recording a success also claims the next
  * step for its job (a handoff), so a step costs one Postgres round trip; the last step's
  * success marks the run succeeded, leaving the root job nothing to do.
+ * Parts: handoffs.ts (claims kept for the next job), active-steps.ts (abort controllers,
+ * cancels), settle.ts (what a failed execution becomes).
  */
 export interface RunnerDeps {
   db: Database;
@@ -28,219 +34,117 @@ export interface RunnerDeps {
   active: ActiveSteps;
 }
 
-export class ActiveSteps {
-  private byRun = new Map<string, Set<AbortController>>();
-  /** Runs this process heard were cancelled, kept a minute: a handoff claimed before the
-   *  cancel is then not taken over locally (the Postgres claim refuses it). */
-  private cancelled = new Map<string, number>();
+type Runner = RunnerDeps & { handoffs: Handoffs };
 
-  add(runId: string, c: AbortController): () => void {
-    let set = this.byRun.get(runId);
-    if (!set) this.byRun.set(runId, (set = new Set()));
-    set.add(c);
-    return () => {
-      set!.delete(c);
-      if (set!.size === 0) this.byRun.delete(runId);
-    };
-  }
+export function createRunner(deps: RunnerDeps) {
+  const r: Runner = { ...deps, handoffs: createHandoffs({ db: deps.db, log: deps.log, active: deps.active }) };
+  return async function process(job: Job, token?: string, signal?: AbortSignal) {
+    return job.name === 'run' ? processRun(job as Job<RunJobData>) : processStep(r, job as Job<StepJobData>, token, signal);
+  };
+}
 
-  abortRun(runId: string, reason: StepAbortedError): void {
-    if (reason.reason === 'cancelled') {
-      const now = Date.now();
-      for (const [id, at] of this.cancelled) {
-        if (now - at < 60_000) break;
-        this.cancelled.delete(id);
-      }
-      this.cancelled.set(runId, now);
-    }
-    for (const c of this.byRun.get(runId) ?? []) c.abort(reason);
-  }
+// The root job has nothing left to do: the last step marks the run succeeded in the
+// same statement that records its own success, and a flow rebuilt with no step left to
+// run is finished by the engine without a flow. The root exists so the run is one
+// BullMQ flow (and its completion is visible in BullMQ).
+async function processRun(job: Job<RunJobData>) {
+  return { runId: job.data.runId };
+}
 
-  wasCancelled(runId: string): boolean {
-    return this.cancelled.has(runId);
-  }
+async function processStep(r: Runner, job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
+  const { runId, key, pipelineId } = job.data;
+  const wf = r.registry.get(job.data.workflow);
+  const step = wf?.steps.find((s) => s.key === key);
+  const local = r.handoffs.take(job);
+  const claimed = local ?? (await claim(r, job, token));
+  // Already succeeded, run cancelled/finished, an earlier step not succeeded, or an
+  // older generation's job: nothing to do (the reconciler repairs a run left behind).
+  if (!claimed) return { skipped: true };
+  const attempt = claimed.attempt;
+  const slog = r.log.child({ runId, pipelineId, step: key, attempt });
+  if (claimed.runStarted) r.events.run(runId, pipelineId, 'running');
+  if (!local) r.events.step(runId, pipelineId, key, 'running', attempt); // a handoff announced it already
 
-  abortAll(reason: StepAbortedError): void {
-    for (const id of this.byRun.keys()) this.abortRun(id, reason);
-  }
-
-  runIds(): string[] {
-    return [...this.byRun.keys()];
-  }
-
-  get size(): number {
-    return this.byRun.size;
+  const running = watchStep(r.active, { runId, key, timeoutMs: step?.timeoutMs, jobSignal });
+  try {
+    if (!step) throw new NonRetryableError(`workflow ${job.data.workflow} has no step ${key} in this build`);
+    return await execute(r, job, wf!, step, claimed, running.controller.signal, slog);
+  } catch (raw) {
+    return await settleFailure(r, { job, token, attempt, signal: running.controller.signal, log: slog }, raw);
+  } finally {
+    running.release();
   }
 }
 
-/** How long a handoff may wait for its job and still be taken over without Postgres;
- *  an older one (a backed-up queue) goes through the fenced claim, which re-checks the run. */
-const HANDOFF_FRESH_MS = 1_000;
-
-export function createRunner(deps: RunnerDeps) {
-  const { db, registry, events, log, workerId } = deps;
-  // Claims this process made for the next step's job when completing a step, by job id.
-  const handoffs = new Map<string, { claim: runs.ClaimedStep; at: number }>();
-  function keepHandoff(jobId: string, claim: runs.ClaimedStep) {
-    const now = Date.now();
-    for (const [id, h] of handoffs) {
-      if (now - h.at < HANDOFF_FRESH_MS && handoffs.size < 10_000) break;
-      handoffs.delete(id);
-    }
-    handoffs.set(jobId, { claim, at: now });
+/** The fenced claim in Postgres; null when there is nothing to do. */
+async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined): Promise<stepState.ClaimedStep | null> {
+  const { runId, generation, key } = job.data;
+  try {
+    return await withDbRetry(() => stepState.claimStep(r.db.pool, {
+      runId, key, generation, jobId: job.id!, worker: r.workerId, adopt: job.attemptsStarted === 1,
+    }));
+  } catch (err) {
+    // Postgres is still away after the retries: the step never started, so put the job
+    // back without spending one of its attempts.
+    r.log.warn({ runId, step: key, err: String(err) }, 'cannot claim the step (database unavailable); retrying later');
+    if (!token) throw err;
+    await job.moveToDelayed(Date.now() + 5_000, token);
+    throw new DelayedError();
   }
-  // Handoffs taken here are recorded in Postgres within a few milliseconds, many to a
-  // statement, without holding the step back: until then the claim is ours only by
-  // BullMQ's activation count; after, no redelivery of the job (say, by a Redis that lost
-  // recent writes) can adopt the same attempt from Postgres.
-  let taken: { runId: string; key: string; attempt: number }[] = [];
-  let takenTimer: NodeJS.Timeout | undefined;
-  function recordTaken(h: { runId: string; key: string; attempt: number }) {
-    taken.push(h);
-    takenTimer ??= setTimeout(() => {
-      const list = taken;
-      taken = [];
-      takenTimer = undefined;
-      withDbRetry(() => runs.markHandoffsTaken(db.pool, list), { retries: 3 })
-        .catch((err) => log.warn({ n: list.length, err: String(err) }, 'could not record handoffs as taken'));
-    }, 5);
-  }
-  /** The handoff for this job, if this is its first activation (BullMQ counts
-   *  activations atomically, so no other execution of the job can take it too). */
-  function takeHandoff(job: Job<StepJobData>): runs.ClaimedStep | null {
-    const h = handoffs.get(job.id!);
-    if (!h) return null;
-    handoffs.delete(job.id!);
-    if (job.attemptsStarted !== 1 || Date.now() - h.at >= HANDOFF_FRESH_MS || deps.active.wasCancelled(job.data.runId)) return null;
-    return h.claim;
-  }
+}
 
-  // The root job has nothing left to do: the last step marks the run succeeded in the
-  // same statement that records its own success, and a flow rebuilt with no step left to
-  // run is finished by the engine without a flow. The root exists so the run is one
-  // BullMQ flow (and its completion is visible in BullMQ).
-  async function processRun(job: Job<RunJobData>) {
-    return { runId: job.data.runId };
+/** Runs a claimed step and records its success (claiming the next step: a handoff). */
+async function execute(
+  r: Runner, job: Job<StepJobData>, wf: WorkflowDef, step: StepDef, claimed: stepState.ClaimedStep, signal: AbortSignal, slog: Logger,
+) {
+  const { runId, generation, key, pipelineId } = job.data;
+  const { attempt } = claimed;
+  let rows: { in?: number; out?: number } = {};
+  const ctx = stepContext(r, job, wf, step, claimed, signal, slog, (x) => { rows = { ...rows, ...x }; });
+  const output = await untilAborted(step.run(ctx), signal);
+  const checked = step.output ? parseWith(step, 'output', output) : output;
+  const nextStep = wf.steps[wf.steps.indexOf(step) + 1];
+  const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId };
+  const done = await withDbRetry(() => stepState.completeStep(r.db.pool, {
+    runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
+  }));
+  const { runFinished } = done;
+  if (done.done) r.events.step(runId, pipelineId, key, 'succeeded', attempt);
+  else slog.warn('step finished but its attempt was superseded; result discarded');
+  if (runFinished) r.events.run(runId, pipelineId, 'succeeded');
+  if (done.next && next) {
+    r.handoffs.keep(next.jobId, done.next);
+    r.events.step(runId, pipelineId, next.key, 'running', done.next.attempt);
   }
+  return { ok: done.done, runFinished };
+}
 
-  async function processStep(job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
-    const { runId, generation, key, pipelineId } = job.data;
-    const step = registry.get(job.data.workflow)?.steps.find((s) => s.key === key);
-    const local = takeHandoff(job);
-    if (local) recordTaken({ runId, key, attempt: local.attempt });
-    let claim = local;
-    try {
-      claim ??= await withDbRetry(() => runs.claimStep(db.pool, {
-        runId, key, generation, jobId: job.id!, worker: workerId, adopt: job.attemptsStarted === 1,
-      }));
-    } catch (err) {
-      // Postgres is still away after the retries: the step never started, so put the job
-      // back without spending one of its attempts.
-      log.warn({ runId, step: key, err: String(err) }, 'cannot claim the step (database unavailable); retrying later');
-      if (!token) throw err;
-      await job.moveToDelayed(Date.now() + 5_000, token);
-      throw new DelayedError();
-    }
-    // Already succeeded, run cancelled/finished, an earlier step not succeeded, or an
-    // older generation's job: nothing to do (the reconciler repairs a run left behind).
-    if (!claim) return { skipped: true };
-    const attempt = claim.attempt;
-    const slog = log.child({ runId, pipelineId, step: key, attempt });
-    if (claim.runStarted) events.run(runId, pipelineId, 'running');
-    if (!local) events.step(runId, pipelineId, key, 'running', attempt); // a handoff announced it already
-
-    const controller = new AbortController();
-    const release = deps.active.add(runId, controller);
-    const timeout = setTimeout(
-      () => controller.abort(new StepAbortedError(`step ${key} timed out after ${step?.timeoutMs} ms`, 'timeout')),
-      step?.timeoutMs ?? 0,
-    );
-    const onJobAbort = () => controller.abort(new StepAbortedError('the worker is shutting down', 'shutdown'));
-    jobSignal?.addEventListener('abort', onJobAbort, { once: true });
-    let rows: { in?: number; out?: number } = {};
-    try {
-      if (!step) throw new NonRetryableError(`workflow ${job.data.workflow} has no step ${key} in this build`);
-      const wf = registry.get(job.data.workflow)!;
-      const parsed = wf.config ? wf.config.safeParse(claim.config) : { success: true as const, data: claim.config };
-      if (!parsed.success) {
-        const i = parsed.error.issues[0]!;
-        throw new NonRetryableError(`pipeline config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
-      }
-      const index = wf.steps.indexOf(step);
-      const previous = index > 0 ? claim.outputs[wf.steps[index - 1]!.key] : undefined;
-      const ctx: StepContext = {
-        runId, pipelineId, stepKey: key, attempt, signal: controller.signal, config: parsed.data,
-        params: claim.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claim.outputs,
-        checkpoint: claim.checkpoint,
-        saveCheckpoint: async (value) => {
-          const ok = await withDbRetry(() => runs.saveCheckpoint(db.pool, { runId, key, attempt, checkpoint: value }), { signal: controller.signal });
-          if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
-          events.step(runId, pipelineId, key, 'running', attempt);
-        },
-        reportRows: (r) => {
-          rows = { ...rows, ...r };
-        },
-        services: deps.services,
-        log: slog,
-      };
-      const output = await untilAborted(step.run(ctx), controller.signal);
-      const checked = step.output ? parseWith(step, 'output', output) : output;
-      const nextStep = wf.steps[index + 1];
-      const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: workerId };
-      const done = await withDbRetry(() => runs.completeStep(db.pool, {
-        runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
-      }));
-      const { runFinished } = done;
-      if (done.done) events.step(runId, pipelineId, key, 'succeeded', attempt);
-      else slog.warn('step finished but its attempt was superseded; result discarded');
-      if (runFinished) events.run(runId, pipelineId, 'succeeded');
-      if (done.next && next) {
-        keepHandoff(next.jobId, done.next);
-        events.step(runId, pipelineId, next.key, 'running', done.next.attempt);
-      }
-      return { ok: done.done, runFinished };
-    } catch (raw) {
-      const err = controller.signal.aborted && controller.signal.reason instanceof StepAbortedError ? controller.signal.reason : raw;
-      if (err instanceof StepAbortedError && err.reason === 'shutdown' && token) {
-        // Hand the step back without charging a retry (BullMQ's attemptsMade is untouched);
-        // the next execution gets a new attempt number, so the two never share staging.
-        await withDbRetry(() => runs.releaseStep(db.pool, { runId, key, attempt }), { retries: 2 }).catch(() => {});
-        await job.moveToDelayed(Date.now() + 250, token);
-        throw new DelayedError();
-      }
-      if (err instanceof StepAbortedError && err.reason === 'cancelled') {
-        slog.info('step aborted: run cancelled');
-        return { cancelled: true };
-      }
-      const final = err instanceof NonRetryableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const message = redact(errorMessage(err));
-      const stack = err instanceof Error && err.stack ? redact(err.stack) : null;
-      let recorded: boolean;
-      try {
-        recorded = await withDbRetry(() => runs.failStep(db.pool, { runId, key, generation, attempt, error: message, stack, final }));
-      } catch (dbErr) {
-        // Unrecorded, the failure must not let the flow move on: BullMQ retries the job
-        // (or fails it, and with it the run's flow, which the reconciler rebuilds).
-        slog.error({ err: String(dbErr) }, 'could not record step failure');
-        throw new Error(message);
-      }
-      if (!recorded) return { superseded: true };
-      slog.warn({ final, error: message }, final ? 'step failed' : 'step attempt failed; will retry');
-      events.step(runId, pipelineId, key, final ? 'failed' : 'pending', attempt);
-      if (final) events.run(runId, pipelineId, 'failed');
-      if (final) throw new UnrecoverableError(message);
-      const toThrow = new Error(message) as Error & { retryAfterMs?: number };
-      toThrow.retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
-      throw toThrow;
-    } finally {
-      clearTimeout(timeout);
-      jobSignal?.removeEventListener('abort', onJobAbort);
-      release();
-    }
+/** The step's context: the pipeline config and its input, both schema-checked. */
+function stepContext(
+  r: Runner, job: Job<StepJobData>, wf: WorkflowDef, step: StepDef, claimed: stepState.ClaimedStep, signal: AbortSignal, slog: Logger,
+  reportRows: StepContext['reportRows'],
+): StepContext {
+  const { runId, key, pipelineId } = job.data;
+  const { attempt } = claimed;
+  const parsed = wf.config ? wf.config.safeParse(claimed.config) : { success: true as const, data: claimed.config };
+  if (!parsed.success) {
+    const i = parsed.error.issues[0]!;
+    throw new NonRetryableError(`pipeline config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
-
-  return async function process(job: Job, token?: string, signal?: AbortSignal) {
-    return job.name === 'run' ? processRun(job as Job<RunJobData>) : processStep(job as Job<StepJobData>, token, signal);
+  const index = wf.steps.indexOf(step);
+  const previous = index > 0 ? claimed.outputs[wf.steps[index - 1]!.key] : undefined;
+  return {
+    runId, pipelineId, stepKey: key, attempt, signal, config: parsed.data,
+    params: claimed.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claimed.outputs,
+    checkpoint: claimed.checkpoint,
+    saveCheckpoint: async (value) => {
+      const ok = await withDbRetry(() => stepState.saveCheckpoint(r.db.pool, { runId, key, attempt, checkpoint: value }), { signal });
+      if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
+      r.events.step(runId, pipelineId, key, 'running', attempt);
+    },
+    reportRows,
+    services: r.services,
+    log: slog,
   };
 }
 
@@ -261,9 +165,4 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
-}
-
-function errorMessage(err: unknown): string {
-  const m = err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
-  return m.length > 4_000 ? `${m.slice(0, 4_000)}…` : m;
 }

@@ -1,0 +1,61 @@
+import type { Job } from 'bullmq';
+import type { Database } from '../../db/client';
+import * as stepState from '../../db/steps';
+import type { Logger } from '../../lib/logger';
+import { withDbRetry } from '../../lib/pg-retry';
+import type { ActiveSteps } from './active-steps';
+import type { StepJobData } from './flow';
+
+/** How long a handoff may wait for its job and still be taken over without Postgres;
+ *  an older one (a backed-up queue) goes through the fenced claim, which re-checks the run. */
+export const HANDOFF_FRESH_MS = 1_000;
+
+export interface Handoffs {
+  /** Keeps the claim this process made for the next step's job when completing a step. */
+  keep(jobId: string, claim: stepState.ClaimedStep): void;
+  /** The handoff for this job, if this is its first activation (BullMQ counts
+   *  activations atomically, so no other execution of the job can take it too). */
+  take(job: Job<StepJobData>): stepState.ClaimedStep | null;
+}
+
+export function createHandoffs(deps: { db: Database; log: Logger; active: ActiveSteps }): Handoffs {
+  const { db, log, active } = deps;
+  // Claims this process made for the next step's job when completing a step, by job id.
+  const handoffs = new Map<string, { claim: stepState.ClaimedStep; at: number }>();
+
+  // Handoffs taken here are recorded in Postgres within a few milliseconds, many to a
+  // statement, without holding the step back: until then the claim is ours only by
+  // BullMQ's activation count; after, no redelivery of the job (say, by a Redis that lost
+  // recent writes) can adopt the same attempt from Postgres.
+  let taken: { runId: string; key: string; attempt: number }[] = [];
+  let takenTimer: NodeJS.Timeout | undefined;
+  function recordTaken(h: { runId: string; key: string; attempt: number }) {
+    taken.push(h);
+    takenTimer ??= setTimeout(() => {
+      const list = taken;
+      taken = [];
+      takenTimer = undefined;
+      withDbRetry(() => stepState.markHandoffsTaken(db.pool, list), { retries: 3 })
+        .catch((err) => log.warn({ n: list.length, err: String(err) }, 'could not record handoffs as taken'));
+    }, 5);
+  }
+
+  return {
+    keep(jobId, claim) {
+      const now = Date.now();
+      for (const [id, h] of handoffs) {
+        if (now - h.at < HANDOFF_FRESH_MS && handoffs.size < 10_000) break;
+        handoffs.delete(id);
+      }
+      handoffs.set(jobId, { claim, at: now });
+    },
+    take(job) {
+      const h = handoffs.get(job.id!);
+      if (!h) return null;
+      handoffs.delete(job.id!);
+      if (job.attemptsStarted !== 1 || Date.now() - h.at >= HANDOFF_FRESH_MS || active.wasCancelled(job.data.runId)) return null;
+      recordTaken({ runId: job.data.runId, key: job.data.key, attempt: h.claim.attempt });
+      return h.claim;
+    },
+  };
+}

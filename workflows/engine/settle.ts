@@ -1,0 +1,77 @@
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import type { Database } from '../../db/client';
+import * as stepState from '../../db/steps';
+import type { Logger } from '../../lib/logger';
+import { withDbRetry } from '../../lib/pg-retry';
+import { redact } from '../../lib/redact';
+import { NonRetryableError, StepAbortedError } from '../../lib/errors';
+import type { EventBus } from './events';
+import type { StepJobData } from './flow';
+
+/**
+ * How a step execution that threw ends, in Postgres and in BullMQ (only the worker maps
+ * errors to BullMQ's): a shutdown hands the step back, a cancel ends quietly, anything
+ * else is a failed attempt — retried after the step's backoff, or final (a
+ * `NonRetryableError`, or the last attempt), which fails the step, the run and the flow.
+ */
+export interface FailedExecution {
+  job: Job<StepJobData>;
+  token: string | undefined;
+  attempt: number;
+  /** The step's abort signal: when it fired, its reason is the error, whatever the step threw. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export async function settleFailure(
+  deps: { db: Database; events: EventBus },
+  a: FailedExecution,
+  raw: unknown,
+): Promise<{ cancelled: true } | { superseded: true }> {
+  const { runId, key } = a.job.data;
+  const err = a.signal.aborted && a.signal.reason instanceof StepAbortedError ? a.signal.reason : raw;
+  if (err instanceof StepAbortedError && err.reason === 'shutdown' && a.token) {
+    // Hand the step back without charging a retry (BullMQ's attemptsMade is untouched);
+    // the next execution gets a new attempt number, so the two never share staging.
+    await withDbRetry(() => stepState.releaseStep(deps.db.pool, { runId, key, attempt: a.attempt }), { retries: 2 }).catch(() => {});
+    await a.job.moveToDelayed(Date.now() + 250, a.token);
+    throw new DelayedError();
+  }
+  if (err instanceof StepAbortedError && err.reason === 'cancelled') {
+    a.log.info('step aborted: run cancelled');
+    return { cancelled: true };
+  }
+  return recordFailure(deps, a, err);
+}
+
+/** Records a failed attempt, then throws what tells BullMQ to retry it or to fail the flow. */
+async function recordFailure(deps: { db: Database; events: EventBus }, a: FailedExecution, err: unknown): Promise<{ superseded: true }> {
+  const { runId, key, generation, pipelineId } = a.job.data;
+  const { attempt, job } = a;
+  const final = err instanceof NonRetryableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  const message = redact(errorMessage(err));
+  const stack = err instanceof Error && err.stack ? redact(err.stack) : null;
+  let recorded: boolean;
+  try {
+    recorded = await withDbRetry(() => stepState.failStep(deps.db.pool, { runId, key, generation, attempt, error: message, stack, final }));
+  } catch (dbErr) {
+    // Unrecorded, the failure must not let the flow move on: BullMQ retries the job
+    // (or fails it, and with it the run's flow, which the reconciler rebuilds).
+    a.log.error({ err: String(dbErr) }, 'could not record step failure');
+    throw new Error(message);
+  }
+  if (!recorded) return { superseded: true };
+  a.log.warn({ final, error: message }, final ? 'step failed' : 'step attempt failed; will retry');
+  deps.events.step(runId, pipelineId, key, final ? 'failed' : 'pending', attempt);
+  if (final) deps.events.run(runId, pipelineId, 'failed');
+  if (final) throw new UnrecoverableError(message);
+  // The backoff strategy (flow.ts `backoffDelay`) reads `retryAfterMs` off this error.
+  const toThrow = new Error(message) as Error & { retryAfterMs?: number };
+  toThrow.retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
+  throw toThrow;
+}
+
+function errorMessage(err: unknown): string {
+  const m = err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
+  return m.length > 4_000 ? `${m.slice(0, 4_000)}…` : m;
+}
