@@ -10,7 +10,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist');
 rmSync(out, { recursive: true, force: true });
 await build({
-  entryPoints: { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'db/migrate.ts' },
+  entryPoints: { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'scripts/migrate.ts' },
   absWorkingDir: root,
   outdir: out,
   outExtension: { '.js': '.mjs' },

@@ -9,7 +9,7 @@ import { migrateDatabase } from '../db/migrate';
 import { startSandbox } from '../sandbox/index';
 import { SANDBOX_YESPO_KEY } from '../steps/services';
 import { buildWeb } from '../web/build';
-import { pipelineSeeds } from '../workflows/index';
+import { pipelines, pipelineSeeds } from '../workflows/index';
 
 /**
  * `npm start`: the whole platform for a newcomer. Checks Postgres and Redis, migrates,
@@ -53,8 +53,7 @@ async function checkServices(): Promise<void> {
 await checkServices();
 await migrateDatabase(config.DATABASE_URL, pipelineSeeds);
 await buildWeb(path.join(root, 'web/dist'));
-const yespoGroups = pipelineSeeds.map((p) => p.config.groupId).filter((g): g is string => typeof g === 'string');
-const sandbox = await startSandbox({ yespoApiKey: SANDBOX_YESPO_KEY, yespoGroups });
+const sandbox = await startSandbox({ pipelines, yespoApiKey: SANDBOX_YESPO_KEY });
 const token = process.env.ETL_API_TOKEN || `dev-${randomBytes(12).toString('hex')}`;
 const env = { ...process.env, ...sandbox.env, ETL_API_TOKEN: token, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
 

@@ -5,7 +5,8 @@ import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
-import { columnSpecSchema, rowEncoder } from './transforms/rows';
+import { columnSpecSchema } from './transforms/columns';
+import { rowEncoder } from './transforms/rows';
 
 /**
  * The fetch → transform → write steps of a query pipeline (BigQuery, ClickHouse): each

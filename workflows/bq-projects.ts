@@ -1,30 +1,35 @@
 import { queryConfigSchema, queryFetchStep, queryTransformStep, queryWriteStep } from '../steps/query-steps';
-import { defineWorkflow } from './engine/define';
+import { credentialField, definePipeline, defineWorkflow } from './engine/define';
 
 /** BigQuery projects: upserted by project_id into Postgres `bq_projects` (no duplicates on
  *  re-run), then published as the Redis hash `cache:bq:projects`. */
-export const bqProjects = defineWorkflow({
-  id: 'bq-projects',
-  description: 'BigQuery projects → Postgres bq_projects + Redis cache',
-  config: queryConfigSchema,
-  steps: [queryFetchStep('bigquery'), queryTransformStep, queryWriteStep],
-});
-
 const columns = {
   project_id: 'string', name: 'string', status: 'string?', owner_email: 'string?', budget_usd: 'number?',
   created_at: 'timestamp?', updated_at: 'timestamp?',
 };
 
-export const bqProjectsConfig = {
-  credential: 'bigquery',
-  projectId: 'bdi-chat-va',
-  location: 'US',
-  pageSize: 10_000,
-  datasets: [{
-    name: 'projects', dataset: 'bq:projects', shape: 'hash', keyField: 'project_id', columns,
-    sql: 'SELECT project_id, name, status, owner_email, budget_usd, created_at, updated_at FROM `bdi-chat-va.n8n_oss.projects`',
-  }],
-  postgres: { dataset: 'projects', table: 'bq_projects', keyColumns: ['project_id'], columns: Object.keys(columns) },
-  skipBadRows: false,
-  check: { allowEmpty: false, minFractionOfLast: 0.5 },
-};
+export const bqProjects = definePipeline({
+  id: 'bq.projects',
+  description: 'BigQuery projects → Postgres + Redis cache',
+  cron: '15 * * * *',
+  timezone: 'Europe/Kyiv',
+  source: credentialField('bigquery'),
+  workflow: defineWorkflow({
+    id: 'bq-projects',
+    config: queryConfigSchema,
+    steps: [queryFetchStep('bigquery'), queryTransformStep, queryWriteStep],
+  }),
+  config: {
+    credential: 'bigquery',
+    projectId: 'bdi-chat-va',
+    location: 'US',
+    pageSize: 10_000,
+    datasets: [{
+      name: 'projects', dataset: 'bq:projects', shape: 'hash', keyField: 'project_id', columns,
+      sql: 'SELECT project_id, name, status, owner_email, budget_usd, created_at, updated_at FROM `bdi-chat-va.n8n_oss.projects`',
+    }],
+    postgres: { dataset: 'projects', table: 'bq_projects', keyColumns: ['project_id'], columns: Object.keys(columns) },
+    skipBadRows: false,
+    check: { allowEmpty: false, minFractionOfLast: 0.5 },
+  },
+});

@@ -1,74 +1,27 @@
-import { z } from 'zod';
-import { dataCheckSchema } from '../steps/query-steps';
+import { yespoPaginateStep } from '../steps/sources/yespo';
+import { yespoConfigSchema, yespoTransformStep, yespoWriteStep, type YespoConfig } from '../steps/yespo-steps';
 import type { Services } from '../steps/services';
-import { writeRedisDataset } from '../steps/sinks/redis-dataset';
-import { normaliseContact, type YespoContact } from '../steps/sources/yespo-schema';
-import { yespoPaginateStep, type YespoStagedRef } from '../steps/sources/yespo';
-import { openStaging, readStaged, stagedRefSchema, type StagedRef } from '../steps/staging';
-import { defineWorkflow } from './engine/define';
-import { defineStep } from '../steps/define';
+import { defineWorkflow, type SourceSpec } from './engine/define';
 
 /**
- * Yespo contacts of one group (used by yespo.OVAGO and yespo.brand_b): paginate (a
- * checkpoint after every page), transform (validate + normalise each contact), write the
+ * The workflow shared by the Yespo pipelines (yespo-ovago.ts, yespo-brand-b.ts): the
+ * contacts of one group. paginate (a checkpoint after every page), transform (validate + normalise each contact), write the
  * hash `cache:yespo:<brand>:contacts` (field: contact id, value: the contact as JSON).
  */
-export const yespoConfigSchema = z.object({
-  brand: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
-  groupId: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
-  pageSize: z.number().int().min(1).max(500).default(500),
-  /** Requests per second for this API key, shared by every run and worker using it. */
-  ratePerSec: z.number().min(0.1).max(100).default(5),
-  dataset: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$/),
-  skipBadRows: z.boolean().default(false),
-  check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
-});
-type YespoConfig = z.infer<typeof yespoConfigSchema>;
-
-// paginate has validated each contact (and dropped or failed on bad ones, per config);
-// transform normalises them into the shape the marketing site reads.
-const transform = defineStep<Services, YespoConfig, YespoStagedRef>({
-  key: 'transform',
-  input: stagedRefSchema.extend({ sandbox: z.boolean(), badRows: z.number() }),
-  retry: { attempts: 2, baseMs: 1_000, maxMs: 10_000 },
-  timeoutMs: 30 * 60_000,
-  async run(ctx) {
-    const input = ctx.input;
-    const out = await openStaging(ctx.services.db, ctx.runId, `transform.a${ctx.attempt}`);
-    let n = 0;
-    for await (const page of readStaged<YespoContact>(ctx.services.db, input, ctx.signal)) {
-      await out.writeMany(page.map(normaliseContact));
-      n += page.length;
-      ctx.reportRows({ in: n, out: n });
-    }
-    return { ...(await out.close()), sandbox: !!input.sandbox, badRows: input.badRows ?? 0 };
-  },
-});
-
-const write = defineStep<Services, YespoConfig, StagedRef & { sandbox?: boolean }>({
-  key: 'write',
-  input: stagedRefSchema.extend({ sandbox: z.boolean().optional() }),
-  retry: { attempts: 3, baseMs: 2_000, maxMs: 30_000 },
-  timeoutMs: 30 * 60_000,
-  async run(ctx) {
-    const input = ctx.input;
-    const r = await writeRedisDataset({
-      redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
-      batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,
-      check: ctx.config.check, signal: ctx.signal,
-    });
-    ctx.reportRows({ in: input.rows, out: r.rows });
-    return { sandbox: !!input.sandbox, key: r.key, rows: r.rows };
-  },
-});
-
 export const yespoContacts = defineWorkflow<Services, YespoConfig>({
   id: 'yespo-contacts',
   description: 'Yespo group contacts → Redis hash',
   config: yespoConfigSchema,
-  steps: [yespoPaginateStep, transform, write],
+  steps: [yespoPaginateStep, yespoTransformStep, yespoWriteStep],
 });
 
+/** The source of a Yespo pipeline: the API key of its brand. */
+export const yespoSource: SourceSpec = {
+  kind: 'yespo',
+  credential: (c) => (typeof c.brand === 'string' ? `yespo/${c.brand}` : null),
+};
+
+/** The seeded config of one brand's contacts pipeline. */
 export const yespoConfig = (brand: string, groupId: string) => ({
   brand, groupId, pageSize: 500, ratePerSec: 5, dataset: `yespo:${brand}:contacts`, skipBadRows: false,
   check: { allowEmpty: false, minFractionOfLast: 0.5 },
