@@ -38,7 +38,7 @@ async function* generated(n: number, batch = 10_000) {
 /** Raw Redis: the same rows as pipelined HSETs (1,000 fields a command, 8 commands a round). */
 async function rawRedisWrite(redis: Redis, key: string, n: number): Promise<number> {
   const t0 = now();
-  await redis.del(key);
+  await redis.unlink(key);
   let p = redis.pipeline();
   let cmds = 0;
   for await (const batch of generated(n, 1_000)) {
@@ -52,7 +52,7 @@ async function rawRedisWrite(redis: Redis, key: string, n: number): Promise<numb
   }
   await p.exec();
   const secs = (now() - t0) / 1000;
-  await redis.del(key);
+  await redis.unlink(key);
   return n / secs;
 }
 
@@ -135,7 +135,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
       return { rps: n / Number(row.secs), rss: w.peakRssMb() };
     } finally {
       await w.stop();
-      await redis.del(`cache:bench:${process.pid}:${id}`, `cache:bench:${process.pid}:${id}:meta`);
+      await redis.unlink(`cache:bench:${process.pid}:${id}`, `cache:bench:${process.pid}:${id}:meta`);
     }
   };
   const e2e = await runPipeline('p1m', N);

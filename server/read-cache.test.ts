@@ -1,8 +1,16 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SubscribeEvents } from './context';
 import { createReadCache } from './read-cache';
 
-/** The read cache's rules, with a hand-driven event source. */
+/** The read cache's rules, with a hand-driven event source and a faked clock (only Date:
+ *  promises and timers run as usual). */
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['Date'] });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 function source() {
   let listener: ((data: string) => void) | undefined;
   const subscribe: SubscribeEvents = (l) => {
@@ -47,7 +55,7 @@ describe('read cache', () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 1 });
     expect(await cache.get('pipelines', async () => 'a')).toBe('a');
-    await new Promise((r) => setTimeout(r, 5)); // past the 1 ms TTL
+    vi.advanceTimersByTime(5); // past the 1 ms TTL, on the faked clock
     const next = deferred();
     expect(await cache.get('pipelines', () => next.promise)).toBe('a'); // stale, refresh started
     expect(await cache.get('pipelines', async () => 'never')).toBe('a'); // one refresh at a time
@@ -65,7 +73,7 @@ describe('read cache', () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 1 });
     await cache.get('run:a', async () => 'v1');
-    await new Promise((r) => setTimeout(r, 5));
+    vi.advanceTimersByTime(5);
     const slow = deferred();
     expect(await cache.get('run:a', () => slow.promise)).toBe('v1');
     src.emit({ type: 'step', runId: 'other', pipelineId: 'p' });

@@ -36,6 +36,15 @@ const go = (page: Page, hash: string) =>
 const markDocument = (page: Page) => page.evaluate(() => { (window as unknown as { __etlDoc: boolean }).__etlDoc = true; });
 const sameDocument = (page: Page) => page.evaluate(() => (window as unknown as { __etlDoc?: boolean }).__etlDoc === true);
 
+// On a developer's machine without Chromium the suite is skipped and says why; in CI a
+// missing browser is a failure, never a silent skip.
+if (process.env.CI && !hasChromium) {
+  describe('/etl page in a real browser', () => {
+    it(`needs Chromium at ${CHROMIUM} (CI installs it: .ci/run)`, () => {
+      expect.fail(`no Chromium at ${CHROMIUM}`);
+    });
+  });
+}
 const suite = hasChromium ? describe : describe.skip;
 
 suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser (skipped: no Chromium at ${CHROMIUM})`, () => {
