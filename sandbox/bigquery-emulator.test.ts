@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BigQuery, BigQueryTimestamp } from '@google-cloud/bigquery';
 import { startBigQueryEmulator, type BigQueryEmulator, type SandboxTable } from './bigquery-emulator.js';
-import { noopAuthClient } from './bigquery-auth.js';
+import { noopAuthClient } from '../steps/sources/bigquery-auth.js';
 import { limitFromSql, tableNameFromSql } from './bigquery-wire.js';
 
 const BASE_MS = Date.UTC(2024, 0, 1, 12, 0, 0);

@@ -3,7 +3,7 @@
 // Run: npx tsx sandbox/measure-bigquery-emulator.ts [rows] [maxResults]
 import { BigQuery } from '@google-cloud/bigquery';
 import { startBigQueryEmulator } from './bigquery-emulator.js';
-import { noopAuthClient } from './bigquery-auth.js';
+import { noopAuthClient } from '../steps/sources/bigquery-auth.js';
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const maxResults = Number(process.argv[3] ?? 10_000);

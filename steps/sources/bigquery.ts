@@ -1,5 +1,5 @@
 import { BigQuery } from '@google-cloud/bigquery';
-import { noopAuthClient } from '../../sandbox/bigquery-auth';
+import { noopAuthClient } from './bigquery-auth';
 import type { Credential } from '../credentials';
 import { NonRetryableError } from '../../lib/errors';
 

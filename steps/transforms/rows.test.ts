@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { NonRetryableError } from '../../lib/errors';
-import { ByteSink, compileByteEncoder } from './row-bytes';
-import { columnSpecSchema, rowEncoder } from './rows';
+import { ByteSink } from './byte-sink';
+import { columnSpecSchema } from './columns';
+import { compileByteEncoder } from './row-bytes';
+import { rowEncoder } from './rows';
 
 const columns = {
   id: 'integer', name: 'string', amount: 'number', active: 'boolean', at: 'timestamp?', extra: 'json?', note: 'string?', n: 'integer?',

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REDIS_URL, uid } from '../../test/helpers';
-import { NonRetryableError } from '../../lib/errors';
-import { datasetKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, type WriteRedisDatasetArgs } from './redis-dataset';
+import { REDIS_URL, uid } from '../../../test/helpers';
+import { NonRetryableError } from '../../../lib/errors';
+import { datasetKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, type WriteRedisDatasetArgs } from './index';
 
 // Real keys are cache:<dataset>; every dataset of this file lives under one random prefix.
 const PREFIX = uid('sinktest');

@@ -1,7 +1,8 @@
-// A no-op auth client for @google-cloud/bigquery pointed at the sandbox
-// emulator. Without an `authClient` the library builds a GoogleAuth that looks
-// for Application Default Credentials and then probes the GCE metadata server
-// (169.254.169.254), which hangs or fails on a machine with no credentials.
+// A no-op auth client for @google-cloud/bigquery pointed at an emulator endpoint
+// (the sandbox's, or any that takes no credentials). Without an `authClient` the
+// library builds a GoogleAuth that looks for Application Default Credentials and
+// then probes the GCE metadata server (169.254.169.254), which hangs or fails on
+// a machine with no credentials.
 //
 // What the client actually needs (checked in @google-cloud/common 6 /
 // google-auth-library 10): @google-cloud/common wraps whatever `authClient`
