@@ -1,4 +1,5 @@
 import { ping } from '../../db/read';
+import { workersSeen } from '../../lib/worker-presence';
 import type { AppDeps } from '../context';
 import type { Metrics } from '../metrics';
 import { route, type RouteGroup } from '../route';
@@ -21,6 +22,11 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
+async function withinValue<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let value: T | null = null;
+  return (await within(p.then((v) => (value = v)), ms)) ? value : null;
+}
+
 export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
   return {
     base: '',
@@ -36,8 +42,14 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
         handler: async (c) => {
           const [pg, redis] = await Promise.all([within(ping(deps.db.pool), PROBE_TIMEOUT_MS), within(deps.redis.ping(), PROBE_TIMEOUT_MS)]);
           const checks = { postgres: pg ? 'ok' : 'down', redis: redis ? 'ok' : 'down' } as const;
-          return c.json({ ok: pg && redis, checks }, pg && redis ? 200 : 503);
+          const workers = redis ? await withinValue(workersSeen(deps.redis, deps.engine.queue.name), PROBE_TIMEOUT_MS) : null;
+          return c.json({ ok: pg && redis, checks, workers }, pg && redis ? 200 : 503);
         },
+      }),
+      route({
+        method: 'GET', path: '/api/etl/workers', tag: 'ops', summary: 'Workers seen by their heartbeat (the page warns when none is alive)',
+        responses: { 200: { description: 'workers', schema: s.Workers } },
+        handler: async (c) => c.json(await workersSeen(deps.redis, deps.engine.queue.name)),
       }),
       route({
         method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics', auth: false,
