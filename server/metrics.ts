@@ -10,7 +10,8 @@ import type { AppDeps, SubscribeEvents } from './context';
  * Prometheus metrics of one app instance, on its own registry (never prom-client's global
  * one, so several apps in one process — tests — do not collide). Run and step counts are
  * read from Postgres at scrape time, so every api replica reports the same truth; step
- * durations come from the live events this process sees.
+ * durations come from the live events this process sees. In a node:cluster those gauges
+ * aggregate as `first` (each process reads the same truth); counters and histograms sum.
  */
 
 export interface Metrics {
@@ -42,7 +43,7 @@ export function createMetrics(o: {
   };
 
   new client.Gauge({
-    name: 'etl_runs', help: 'Runs by pipeline and status', labelNames: ['pipeline', 'status'], registers: [registry],
+    aggregator: 'first', name: 'etl_runs', help: 'Runs by pipeline and status', labelNames: ['pipeline', 'status'], registers: [registry],
     async collect() {
       try {
         const { runs } = await counts();
@@ -54,7 +55,7 @@ export function createMetrics(o: {
     },
   });
   new client.Gauge({
-    name: 'etl_steps', help: 'Run steps by status', labelNames: ['status'], registers: [registry],
+    aggregator: 'first', name: 'etl_steps', help: 'Run steps by status', labelNames: ['status'], registers: [registry],
     async collect() {
       try {
         const { steps } = await counts();
@@ -66,7 +67,7 @@ export function createMetrics(o: {
     },
   });
   new client.Gauge({
-    name: 'etl_queue_jobs', help: 'BullMQ jobs of the ETL queue by state', labelNames: ['state'], registers: [registry],
+    aggregator: 'first', name: 'etl_queue_jobs', help: 'BullMQ jobs of the ETL queue by state', labelNames: ['state'], registers: [registry],
     async collect() {
       try {
         const c = await o.engine.queue.getJobCounts(...JOB_STATES);
@@ -87,7 +88,7 @@ export function createMetrics(o: {
   // Scheduler health, from the tick log (BullMQ schedulers have silently stopped in the
   // past; ours is watched from outside the process that runs it).
   new client.Gauge({
-    name: 'etl_scheduler_tick_lag_seconds', help: 'Lag from cron tick to run enqueued, last 15 min', labelNames: ['quantile'], registers: [registry],
+    aggregator: 'first', name: 'etl_scheduler_tick_lag_seconds', help: 'Lag from cron tick to run enqueued, last 15 min', labelNames: ['quantile'], registers: [registry],
     async collect() {
       try {
         const h = await scheduler();
@@ -99,7 +100,7 @@ export function createMetrics(o: {
     },
   });
   new client.Gauge({
-    name: 'etl_scheduler_stale_pending_ticks', help: 'Ticks claimed over 30 s ago and not yet handled', registers: [registry],
+    aggregator: 'first', name: 'etl_scheduler_stale_pending_ticks', help: 'Ticks claimed over 30 s ago and not yet handled', registers: [registry],
     async collect() {
       try {
         this.set((await scheduler()).stalePending);
@@ -109,7 +110,7 @@ export function createMetrics(o: {
     },
   });
   new client.Gauge({
-    name: 'etl_scheduler_overdue_pipelines', help: 'Enabled pipelines with a tick due over 60 s ago that no scheduler handled', registers: [registry],
+    aggregator: 'first', name: 'etl_scheduler_overdue_pipelines', help: 'Enabled pipelines with a tick due over 60 s ago that no scheduler handled', registers: [registry],
     async collect() {
       try {
         const now = Date.now();
@@ -124,8 +125,9 @@ export function createMetrics(o: {
     },
   });
 
+  // Every api process sees every event (Redis pub/sub), so in a cluster one process's histogram is the whole truth.
   const stepDuration = new client.Histogram({
-    name: 'etl_step_duration_seconds', help: 'Duration of step attempts seen by this process', labelNames: ['pipeline', 'step', 'outcome'],
+    aggregator: 'first', name: 'etl_step_duration_seconds', help: 'Duration of step attempts seen by this process', labelNames: ['pipeline', 'step', 'outcome'],
     buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600], registers: [registry],
   });
   const started = new Map<string, number>();

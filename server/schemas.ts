@@ -127,7 +127,7 @@ export const RunsPage = z.object({ runs: z.array(Run), nextCursor: z.string().nu
 export const RunEnvelope = z.object({ run: RunDetail });
 export const StepEnvelope = z.object({ step: StepDetail });
 export const Accepted = z.object({ runId: z.string() });
-export const Health = z.object({ ok: z.boolean() });
+export const Health = z.object({ ok: z.boolean(), pid: z.number().int().describe('the answering process (one of several with API_WORKERS)') });
 export const Workers = z.object({
   alive: z.number().int().describe('workers with a healthy heartbeat in the last minute'),
   ids: z.array(z.string()),

@@ -34,7 +34,7 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
       route({
         method: 'GET', path: '/healthz', tag: 'ops', summary: 'Liveness: the process answers', auth: false,
         responses: { 200: { description: 'alive', schema: s.Health } },
-        handler: (c) => c.json({ ok: true }),
+        handler: (c) => c.json({ ok: true, pid: process.pid }),
       }),
       route({
         method: 'GET', path: '/readyz', tag: 'ops', summary: 'Readiness: Postgres and Redis answer', auth: false,
@@ -54,7 +54,9 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
       route({
         method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics', auth: false,
         responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' } },
-        handler: async (c) => c.body(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
+        handler: async (c) => c.body(
+          await (deps.metricsCluster ? deps.metricsCluster.metrics() : metrics.registry.metrics()), 200, { 'Content-Type': metrics.registry.contentType },
+        ),
       }),
     ],
   };
