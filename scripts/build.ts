@@ -10,7 +10,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist');
 rmSync(out, { recursive: true, force: true });
 await build({
-  entryPoints: { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'db/migrate.ts', healthcheck: 'scripts/healthcheck.ts' },
+  entryPoints: {
+    api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'db/migrate.ts', healthcheck: 'scripts/healthcheck.ts',
+    // For a host server (SP0's Fastify api): createEtlApi, etlFastifyPlugin.
+    listener: 'server/listener.ts',
+  },
   absWorkingDir: root,
   outdir: out,
   outExtension: { '.js': '.mjs' },

@@ -88,7 +88,7 @@ describe('nginx config', () => {
 describe('production build', () => {
   it('bundles api, worker and migrate, with migrations and the page', () => {
     execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { stdio: 'pipe' });
-    for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'healthcheck.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
+    for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'healthcheck.mjs', 'listener.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
       expect(existsSync(path.join('dist', f)), f).toBe(true);
     }
   }, 60_000);
