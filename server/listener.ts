@@ -21,6 +21,10 @@ import { createEventHub } from './sse';
  * on a Fastify instance. README: "Adding SP1 to an SP0 host".
  */
 
+// What a host needs besides the api itself: read our env vars, and a logger like ours.
+export { loadConfig } from '../config';
+export { createLogger } from '../lib/logger';
+
 export type NodeListener = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 export interface EtlApi {

@@ -91,5 +91,8 @@ describe('production build', () => {
     for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'healthcheck.mjs', 'listener.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
       expect(existsSync(path.join('dist', f)), f).toBe(true);
     }
+    // What a host api (SP0's Fastify) imports: loading it opens nothing.
+    const exported = execFileSync(process.execPath, ['-e', "import('./dist/listener.mjs').then((m) => console.log(Object.keys(m).sort().join(',')))"], { encoding: 'utf8' });
+    expect(exported.trim()).toBe('createEtlApi,createLogger,etlFastifyPlugin,loadConfig');
   }, 60_000);
 });
