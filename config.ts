@@ -31,6 +31,12 @@ export const configSchema = z.object({
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
   /** Days that step checkpoints of finished runs are kept for resume / rerun. */
   CHECKPOINT_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(14),
+  /** The worker's heartbeat file, read by its container healthcheck (scripts/healthcheck.ts). */
+  WORKER_HEARTBEAT_FILE: z.string().min(1).default('/tmp/etl-worker.heartbeat'),
+  /** The healthcheck fails when the last healthy heartbeat is older than this. */
+  HEARTBEAT_STALE_MS: z.coerce.number().int().min(1_000).default(30_000),
+  /** The standalone api runs as a node:cluster of this many processes on PORT (1: no cluster). */
+  API_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Built-in sandbox sources (npm start starts them): a pipeline whose credential is
    *  configured nowhere reads from these instead, and is labelled sandbox. */

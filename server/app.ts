@@ -32,6 +32,7 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const metrics = createMetrics({ db: deps.db, engine: deps.engine, log: deps.log, subscribeEvents: deps.subscribeEvents });
+  deps.metricsCluster?.register(metrics.registry);
 
   // `same-origin` (as the page's own meta tag): with hono's default `no-referrer`, a
   // browser sends `Origin: null` on same-origin POSTs and the origin check would refuse

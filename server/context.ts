@@ -21,7 +21,7 @@ export interface AppDeps {
   db: Pick<Database, 'pool'>;
   /** Session lookups (`mc:sess:<id>`) and the readiness probe. */
   redis: Redis;
-  engine: Pick<Engine, 'trigger' | 'retryStep' | 'resume' | 'rerunFrom' | 'cancel' | 'queue'>;
+  engine: Pick<Engine, 'trigger' | 'retryStep' | 'resume' | 'rerunFrom' | 'cancel' | 'queue'> & Partial<Pick<Engine, 'events'>>;
   config: { apiToken?: string; sessionCookie: string; allowedOrigins?: string[] };
   log: Logger;
   /** The process-wide event hub (server/sse.ts); without it /events answers 503. */
@@ -32,6 +32,8 @@ export interface AppDeps {
   webDir?: string;
   /** SSE tuning (tests shorten the heartbeat). */
   sse?: { heartbeatMs?: number; maxPending?: number };
+  /** In a node:cluster worker (server/cluster.ts): /metrics answers for every process of the cluster. */
+  metricsCluster?: { register(registry: import('prom-client').Registry): void; metrics(): Promise<string> };
   /** Whether a pipeline reads the built-in sandbox sources (no credentials configured). */
   sandbox?: (pipeline: { id: string; workflow: string; config: Record<string, unknown> }) => Promise<boolean>;
 }

@@ -127,7 +127,13 @@ export const RunsPage = z.object({ runs: z.array(Run), nextCursor: z.string().nu
 export const RunEnvelope = z.object({ run: RunDetail });
 export const StepEnvelope = z.object({ step: StepDetail });
 export const Accepted = z.object({ runId: z.string() });
-export const Health = z.object({ ok: z.boolean() });
+export const Health = z.object({ ok: z.boolean(), pid: z.number().int().describe('the answering process (one of several with API_WORKERS)') });
+export const Workers = z.object({
+  alive: z.number().int().describe('workers with a healthy heartbeat in the last minute'),
+  ids: z.array(z.string()),
+  lastSeenAt: Time.nullable().describe('the newest healthy heartbeat of any worker'),
+}).register(components, { id: 'Workers' });
 export const Ready = z.object({
   ok: z.boolean(), checks: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
+  workers: Workers.nullable().describe('reported, not required: the api is ready without workers (runs queue)'),
 });

@@ -59,7 +59,8 @@ export async function createEventHub(subscriber: Redis, channel: string, log: Lo
 function normalise(message: string): string | null {
   if (message.length > 16 * 1024) return null;
   try {
-    const e = JSON.parse(message) as { type?: unknown; runId?: unknown } | null;
+    const e = JSON.parse(message) as { type?: unknown; runId?: unknown; pipelineId?: unknown } | null;
+    if (e && e.type === 'pipeline' && typeof e.pipelineId === 'string') return JSON.stringify(e);
     return e && (e.type === 'run' || e.type === 'step') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
   } catch {
     return null;

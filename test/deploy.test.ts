@@ -12,24 +12,29 @@ const s = compose.services;
 
 describe('docker-compose.yml', () => {
   it('has every service of the contract', () => {
-    expect(Object.keys(s).sort()).toEqual(['api', 'migrate', 'postgres', 'redis', 'web', 'worker']);
+    expect(Object.keys(s).sort()).toEqual(['api', 'marketing-worker', 'migrate', 'postgres', 'redis', 'web']);
   });
 
-  it('gives the worker 1 CPU and 512 MB with a heap that fits', () => {
-    expect(s.worker.cpus).toBe(1);
-    expect(s.worker.mem_limit).toBe('512m');
-    const heap = Number(/--max-old-space-size=(\d+)/.exec(s.worker.environment.NODE_OPTIONS)?.[1]);
+  it('gives marketing-worker 1 CPU and 512 MB with a heap that fits, one replica, a heartbeat healthcheck', () => {
+    const w = s['marketing-worker'];
+    expect(w.cpus).toBe(1);
+    expect(w.mem_limit).toBe('512m');
+    const heap = Number(/--max-old-space-size=(\d+)/.exec(w.environment.NODE_OPTIONS)?.[1]);
     expect(heap).toBeGreaterThan(128);
     expect(heap).toBeLessThanOrEqual(384);
-    expect(s.worker.command).toEqual(['node', 'dist/worker.mjs']);
-    expect(s.worker.stop_grace_period).toBeDefined();
+    expect(w.command).toEqual(['node', 'dist/worker.mjs']);
+    expect(w.stop_grace_period).toBeDefined();
+    expect(w.deploy?.replicas ?? 1).toBe(1);
+    // Not `process.kill(1, 0)`: the check reads the heartbeat the worker writes only while healthy.
+    expect(w.healthcheck.test).toEqual(['CMD', 'node', 'dist/healthcheck.mjs']);
+    expect(w.environment.WORKER_HEARTBEAT_FILE).toMatch(/^\/tmp\//);
   });
 
   it('orders start-up with healthchecks and a one-shot migrate', () => {
-    for (const name of ['postgres', 'redis', 'api', 'web']) expect(s[name].healthcheck?.test, name).toBeDefined();
+    for (const name of ['postgres', 'redis', 'api', 'web', 'marketing-worker']) expect(s[name].healthcheck?.test, name).toBeDefined();
     expect(s.migrate.restart).toBe('no');
     expect(s.migrate.depends_on.postgres.condition).toBe('service_healthy');
-    for (const name of ['api', 'worker']) {
+    for (const name of ['api', 'marketing-worker']) {
       expect(s[name].depends_on.migrate.condition).toBe('service_completed_successfully');
       expect(s[name].depends_on.redis.condition).toBe('service_healthy');
     }
@@ -39,7 +44,7 @@ describe('docker-compose.yml', () => {
   it('holds no secret: credentials come from the env file', () => {
     const text = readFileSync('docker-compose.yml', 'utf8');
     expect(text).not.toMatch(/ETL_API_TOKEN\s*[:=]|private_key|apiKey|ETL_CRED_/);
-    for (const name of ['api', 'worker', 'migrate']) expect(s[name].env_file).toEqual(['.env']);
+    for (const name of ['api', 'marketing-worker', 'migrate']) expect(s[name].env_file).toEqual(['.env']);
     expect(readFileSync('.gitignore', 'utf8')).toMatch(/^\.env$/m);
   });
 });
@@ -83,8 +88,11 @@ describe('nginx config', () => {
 describe('production build', () => {
   it('bundles api, worker and migrate, with migrations and the page', () => {
     execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts'], { stdio: 'pipe' });
-    for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
+    for (const f of ['api.mjs', 'worker.mjs', 'migrate.mjs', 'healthcheck.mjs', 'listener.mjs', 'web/index.html', 'web/app.js', 'migrations/meta/_journal.json']) {
       expect(existsSync(path.join('dist', f)), f).toBe(true);
     }
+    // What a host api (SP0's Fastify) imports: loading it opens nothing.
+    const exported = execFileSync(process.execPath, ['-e', "import('./dist/listener.mjs').then((m) => console.log(Object.keys(m).sort().join(',')))"], { encoding: 'utf8' });
+    expect(exported.trim()).toBe('createEtlApi,createLogger,etlFastifyPlugin,loadConfig');
   }, 60_000);
 });

@@ -35,6 +35,8 @@ export interface SchedulerStats {
   fired: number;
   overduePending: number;
   lastPassMs: number;
+  /** When the loop last finished a pass, successful or not (the heartbeat's "loop alive"). */
+  lastLoopAt: number;
 }
 
 export function createScheduler(o: SchedulerOptions) {
@@ -43,7 +45,7 @@ export function createScheduler(o: SchedulerOptions) {
   // Per pipeline: when its next tick is due, so most passes skip the cron maths.
   const nextDue = new Map<string, { key: string; at: number }>();
   const invalidLogged = new Set<string>();
-  const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0 };
+  const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0, lastLoopAt: now() };
 
   /** Starts the runs of claimed ticks in bulk and records each tick's outcome. */
   async function fire(ticks: sched.TickClaim[]): Promise<void> {
@@ -188,6 +190,7 @@ export function startScheduler(o: SchedulerOptions): { stop(): Promise<void>; st
       }
     })();
     running.finally(() => {
+      s.stats.lastLoopAt = Date.now();
       if (stopped) return;
       // Align passes to the wall-clock interval (plus a few ms), so a tick is seen
       // right after it falls due.

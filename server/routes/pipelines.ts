@@ -104,6 +104,7 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         handler: async (c, { params, body }) => {
           if (!(await updatePipeline(db.pool, params.id, { enabled: body.enabled }))) throw new NotFoundError(`pipeline ${params.id}`);
           cache.invalidatePipeline(params.id);
+          engine.events?.pipeline(params.id);
           return c.json({ pipeline: await load(params.id) });
         },
       }),
@@ -122,6 +123,7 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           if (tzError) throw new BadRequestError('invalid_timezone', tzError);
           if (!(await updatePipeline(db.pool, params.id, { cron, timezone: body.timezone }))) throw new NotFoundError(`pipeline ${params.id}`);
           cache.invalidatePipeline(params.id);
+          engine.events?.pipeline(params.id);
           return c.json({ pipeline: await load(params.id) });
         },
       }),

@@ -8,6 +8,7 @@ import { runView } from './run';
 import { runsView } from './runs';
 import type { LiveEvent, View } from './types';
 import { showLogin } from './ui';
+import { workersBanner } from './workers';
 
 const liveDot = h('span', { class: 'live', 'data-testid': 'live-indicator', 'data-state': 'connecting', title: 'Live updates' }, 'connecting');
 const tokenBtn = h('button', { type: 'button', class: 'btn btn-small btn-ghost', 'data-testid': 'forget-token', hidden: true }, 'Forget API token');
@@ -75,6 +76,7 @@ function boot(): void {
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'ETL operations'),
       h('div', { class: 'topbar-right' }, liveDot, tokenBtn)),
+    workersBanner(),
     viewRoot);
   replaceChildren(document.body, shell);
 
