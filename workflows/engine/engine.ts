@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Database } from '../../db/client';
 import { getPipeline, getPipelines, type PipelineRow } from '../../db/pipelines';
 import * as runs from '../../db/runs';
-import type { Trigger } from '../../db/schema';
+import type { Actor, Trigger } from '../../db/schema';
 import type { Logger } from '../../lib/logger';
 import { ConflictError, NotFoundError } from '../../steps/errors';
 import type { Registry, WorkflowDef } from './define';
@@ -28,6 +28,8 @@ export interface TriggerOptions {
   trigger?: Trigger;
   params?: Record<string, unknown>;
   scheduledFor?: Date;
+  /** Who started the run; kept on it as `triggeredBy`. */
+  actor?: Actor;
 }
 
 export type Engine = ReturnType<typeof createEngine>;
@@ -103,7 +105,7 @@ export function createEngine(deps: EngineDeps) {
       const runId = randomUUID();
       await insertOrConflict({
         id: runId, pipelineId, trigger: opts.trigger ?? 'manual', params: opts.params ?? {}, scheduledFor: opts.scheduledFor ?? null,
-        exclusive: p.concurrency !== 'allow',
+        exclusive: p.concurrency !== 'allow', triggeredBy: opts.actor ?? null,
         steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' })),
       });
       events.run(runId, pipelineId, 'queued');
@@ -115,7 +117,7 @@ export function createEngine(deps: EngineDeps) {
      * Starts many runs at once (the scheduler's tick): one pipeline query, one insert,
      * one Redis round trip for all flows. Per item: the run id, or why it did not start.
      */
-    async triggerMany(items: { pipelineId: string; trigger?: Trigger; scheduledFor?: Date; params?: Record<string, unknown> }[]):
+    async triggerMany(items: { pipelineId: string; trigger?: Trigger; scheduledFor?: Date; params?: Record<string, unknown>; actor?: Actor }[]):
       Promise<({ runId: string } | { error: ConflictError | NotFoundError })[]> {
       const pipelines = new Map((await getPipelines(db.pool, [...new Set(items.map((i) => i.pipelineId))])).map((p) => [p.id, p]));
       type Planned = { error: ConflictError | NotFoundError } | { p: PipelineRow; wf: WorkflowDef; run: runs.NewRun };
@@ -128,7 +130,7 @@ export function createEngine(deps: EngineDeps) {
           p, wf,
           run: {
             id: randomUUID(), pipelineId: p.id, trigger: item.trigger ?? 'manual', params: item.params ?? {},
-            scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow',
+            scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow', triggeredBy: item.actor ?? null,
             steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' as const })),
           },
         };
@@ -176,7 +178,7 @@ export function createEngine(deps: EngineDeps) {
     },
 
     /** A new run of the same pipeline that reuses this run's checkpoints before `fromKey`. */
-    async rerunFrom(runId: string, fromKey: string, params?: Record<string, unknown>): Promise<{ runId: string }> {
+    async rerunFrom(runId: string, fromKey: string, params?: Record<string, unknown>, actor?: Actor): Promise<{ runId: string }> {
       assertRunId(runId);
       const src = await runs.getRunState(db.pool, runId);
       if (!src) throw new NotFoundError(`run ${runId}`);
@@ -193,7 +195,7 @@ export function createEngine(deps: EngineDeps) {
       const newId = randomUUID();
       await insertOrConflict({
         id: newId, pipelineId: p.id, trigger: 'rerun', params: params ?? (await runs.runParams(db.pool, runId)), parentRunId: runId,
-        exclusive: p.concurrency !== 'allow',
+        exclusive: p.concurrency !== 'allow', triggeredBy: actor ?? null,
         steps: wf.steps.map((s, i) => {
           const old = before.find((b) => b.key === s.key);
           const out = reused.get(s.key);
