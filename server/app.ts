@@ -12,6 +12,7 @@ import { errorBody, HttpError } from './errors';
 import { createMetrics } from './metrics';
 import { buildOpenApi } from './openapi';
 import { mount, route, type RouteGroup } from './route';
+import { accessRoutes } from './routes/access';
 import { opsRoutes } from './routes/ops';
 import { pipelineRoutes } from './routes/pipelines';
 import { runRoutes } from './routes/runs';
@@ -40,7 +41,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(
     `${API_BASE}/*`,
     authenticate({
-      redis: deps.redis, apiToken: deps.config.apiToken, sessionCookie: deps.config.sessionCookie, queryTokenPaths: [`${API_BASE}/events`],
+      redis: deps.redis, apiToken: deps.config.apiToken, sessionCookie: deps.config.sessionCookie,
+      sessionSecret: deps.config.sessionSecret, operatorRoles: deps.config.operatorRoles, ticketPaths: [`${API_BASE}/events`],
     }),
     originCheck({ allowedOrigins: deps.config.allowedOrigins }),
     bodyLimitUnlessRead(bodyLimit({
@@ -52,7 +54,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const cache = createReadCache(deps.subscribeEvents);
-  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), opsRoutes(deps, metrics)];
+  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), accessRoutes(deps), opsRoutes(deps, metrics)];
   let openapi: Record<string, unknown> | undefined;
   groups.push({
     base: API_BASE,

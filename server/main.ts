@@ -16,7 +16,7 @@ import { createEventHub } from './sse';
 /** The api process: config, clients, app, server, and a clean exit on SIGTERM/SIGINT. */
 const config = loadConfigOrExit();
 const log = createLogger({ level: config.LOG_LEVEL, name: 'api' });
-registerSecret(config.ETL_API_TOKEN);
+for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN]) registerSecret(secret);
 
 const db = createDatabase(config.DATABASE_URL, { applicationName: 'etl-api' });
 // Commands fail fast while Redis is away (a request should error, not hang); the engine's
@@ -31,8 +31,12 @@ const hub = await createEventHub(new Redis(config.REDIS_URL), eventsChannel(conf
 const webDir = fileURLToPath(new URL('../web/dist', import.meta.url));
 const app = createApp({
   db, redis, engine, log, registry,
-  config: { apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE },
+  config: {
+    apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE, sessionSecret: config.SESSION_SECRET,
+    operatorRoles: config.ETL_OPERATOR_ROLES, metricsToken: config.METRICS_TOKEN,
+  },
   subscribeEvents: hub.subscribe,
+  sse: { maxStreams: config.SSE_MAX_STREAMS },
   // A pipeline is labelled sandbox when its credential resolves nowhere and a sandbox
   // source stands in for it (the same rule the worker applies).
   sandbox: async (p) => {
@@ -42,8 +46,8 @@ const app = createApp({
   webDir: process.env.NODE_ENV !== 'production' && existsSync(webDir) ? webDir : undefined,
 });
 
-const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
-  log.info({ port: info.port, queue: config.ETL_QUEUE, bearerAuth: config.ETL_API_TOKEN !== undefined, sessionCookie: config.SESSION_COOKIE }, 'api listening');
+const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+  log.info({ host: info.address, port: info.port, queue: config.ETL_QUEUE, bearerAuth: config.ETL_API_TOKEN !== undefined, sessionCookie: config.SESSION_COOKIE }, 'api listening');
 });
 
 let stopping = false;

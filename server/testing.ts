@@ -22,7 +22,7 @@ export interface TestApp {
   app: ReturnType<typeof createApp>;
   hub: EventHub;
   token: string;
-  /** A valid session id stored at mc:sess:<id>. */
+  /** A valid operator (role admin) session id stored at mc:sess:<id>. */
   sessionId: string;
   logs: string[];
   /** Every response body seen through `call`. */
@@ -64,7 +64,8 @@ export async function createTestApp(o: {
     await h.redis.set(`mc:sess:${id}`, value, 'EX', 600);
     return id;
   };
-  const sessionId = await addSession(JSON.stringify({ user: { id: 'u1', email: 'ops@example.com' } }));
+  // The default session is an operator; tests add viewer and odd sessions with addSession.
+  const sessionId = await addSession(JSON.stringify({ user: { id: 'u1', email: 'ops@example.com', role: 'admin' } }));
   const app = createApp({
     db: h.db, redis: h.redis, engine: h.engine, log,
     config: { apiToken: token, sessionCookie: SESSION_COOKIE },

@@ -1,5 +1,7 @@
 import { ping } from '../../db/read';
+import { tokenMatches } from '../auth';
 import type { AppDeps } from '../context';
+import { HttpError } from '../errors';
 import type { Metrics } from '../metrics';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
@@ -40,9 +42,19 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
         },
       }),
       route({
-        method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics', auth: false,
-        responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' } },
-        handler: async (c) => c.body(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
+        method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics (bearer METRICS_TOKEN when it is set)', auth: false,
+        responses: {
+          200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' },
+          401: { description: 'METRICS_TOKEN is set and the request does not carry it', schema: s.ErrorResponse },
+        },
+        handler: async (c) => {
+          const want = deps.config.metricsToken;
+          if (want) {
+            const m = /^Bearer[ \t]+(\S{1,512})[ \t]*$/i.exec(c.req.header('authorization') ?? '');
+            if (!m || !tokenMatches(m[1]!, want)) throw new HttpError(401, 'unauthorized', 'the metrics token is required');
+          }
+          return c.body(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType });
+        },
       }),
     ],
   };
