@@ -80,7 +80,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     deps.log.error({
       method: c.req.method, path: c.req.path,
       // Not under `err`: pino's serializer would copy every field of a driver error.
-      failure: { type: err.constructor?.name ?? err.name, message: redact(err.message), stack: redact(err.stack ?? '') },
+      failure: { type: err.constructor?.name ?? err.name, message: redact(err.message, { max: 2_000 }), stack: redact(err.stack ?? '', { max: 8_000 }) },
     }, 'request failed');
     return c.json(errorBody('internal', 'internal server error'), 500);
   });

@@ -153,6 +153,14 @@ describe('query parameters stay in the range Postgres accepts (finding: before=-
   });
 });
 
+describe('pipeline config (finding: a pipeline\'s credential name showed as [redacted])', () => {
+  it('shows a credential name, hides secret-named fields and a credential object pasted in its place', async () => {
+    await t.h.setConfig('other', { credential: 'yespo/OVAGO', apiKey: 'pasted-by-mistake', nested: { credentials: { password: 'x' } } });
+    const r = await t.call('GET', api('/pipelines/other'));
+    expect(r.body.pipeline.config).toEqual({ credential: 'yespo/OVAGO', apiKey: '[redacted]', nested: { credentials: '[redacted]' } });
+  });
+});
+
 describe('/metrics (finding: unauthenticated)', () => {
   it('needs METRICS_TOKEN as a bearer token when it is set', async () => {
     const metricsToken = 'metrics-token-for-tests-0123456789';

@@ -16,12 +16,16 @@ const notFound = { description: 'no such pipeline', schema: s.ErrorResponse };
 const badInput = { description: 'invalid body or query', schema: s.ErrorResponse };
 
 // Config is editable in Postgres; an operator may have put a credential in it by mistake.
-const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization/i;
+// `credential` names which credential to resolve (e.g. yespo/OVAGO): a name is shown; a
+// credential pasted in its place (an object) is not.
+const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|private[-_]?key|authorization/i;
+const CREDENTIAL_KEY = /^credentials?$/i;
 function redactConfig(v: unknown, depth = 0): unknown {
   if (depth > 20) return '[redacted]';
   if (Array.isArray(v)) return v.map((x) => redactConfig(x, depth + 1));
   if (v && typeof v === 'object') {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEY.test(k) ? '[redacted]' : redactConfig(x, depth + 1)]));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k,
+      SECRET_KEY.test(k) || (CREDENTIAL_KEY.test(k) && typeof x !== 'string') ? '[redacted]' : redactConfig(x, depth + 1)]));
   }
   return v;
 }
