@@ -45,6 +45,8 @@ export async function createTestApp(o: {
   seeds?: ReturnType<typeof demoSeed>[];
   startWorker?: boolean;
   deps?: Partial<AppDeps>;
+  /** Merged into the app's config (the token and cookie name stay the test's). */
+  config?: Partial<AppDeps['config']>;
 } = {}): Promise<TestApp> {
   const h = await createHarness({ seeds: o.seeds, startWorker: o.startWorker });
   const logs: string[] = [];
@@ -68,7 +70,7 @@ export async function createTestApp(o: {
   const sessionId = await addSession(JSON.stringify({ user: { id: 'u1', email: 'ops@example.com', role: 'admin' } }));
   const app = createApp({
     db: h.db, redis: h.redis, engine: h.engine, log,
-    config: { apiToken: token, sessionCookie: SESSION_COOKIE },
+    config: { apiToken: token, sessionCookie: SESSION_COOKIE, ...o.config },
     subscribeEvents: hub.subscribe,
     registry: createRegistry([demoWorkflow]),
     webDir: 'web/dist',

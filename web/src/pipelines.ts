@@ -1,4 +1,5 @@
 // View #/ : the pipelines table with inline schedule editing, enable toggle and "Run now".
+import { guard } from './access';
 import { api } from './api';
 import { knownTimezones, validateCron, validateTimezone } from './cron';
 import { h, replaceChildren } from './dom';
@@ -42,7 +43,8 @@ class PipelineRow {
     this.toggle = h('input', { type: 'checkbox', class: 'switch', role: 'switch', 'data-testid': `toggle-enabled-${id}`, 'aria-label': `Enable ${id}` });
     this.toggle.addEventListener('change', () => void this.setEnabled(this.toggle.checked));
 
-    const runBtn = h('button', { type: 'button', class: 'btn btn-primary btn-small', 'data-testid': `run-now-${id}` }, 'Run now');
+    const runBtn = guard(h('button', { type: 'button', class: 'btn btn-primary btn-small', 'data-testid': `run-now-${id}` }, 'Run now'));
+    for (const el of [this.cronInput, this.tzInput, this.saveBtn, this.toggle]) guard(el);
     runBtn.addEventListener('click', () => void this.runNow(runBtn));
 
     this.tr = h(
