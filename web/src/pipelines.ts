@@ -1,5 +1,5 @@
 // View #/ : the pipelines table with inline schedule editing, enable toggle and "Run now".
-import { guard } from './access';
+import { canOperate, guard } from './access';
 import { api } from './api';
 import { knownTimezones, validateCron, validateTimezone } from './cron';
 import { h, replaceChildren } from './dom';
@@ -71,7 +71,7 @@ class PipelineRow {
     this.cronMsg.classList.toggle('error', msg !== null);
     this.cronInput.classList.toggle('invalid', validateCron(this.cronInput.value) !== null);
     this.tzInput.classList.toggle('invalid', validateTimezone(this.tzInput.value) !== null);
-    this.saveBtn.disabled = msg !== null || !this.dirty();
+    this.saveBtn.disabled = !canOperate() || msg !== null || !this.dirty();
     return msg === null;
   }
 
@@ -112,7 +112,7 @@ class PipelineRow {
     }
     this.validate();
     this.toggle.checked = p.enabled;
-    this.toggle.disabled = false;
+    this.toggle.disabled = !canOperate();
     this.toggleText.textContent = p.enabled ? 'On' : 'Off';
     this.tr.classList.toggle('is-disabled', !p.enabled);
   }
@@ -134,7 +134,7 @@ class PipelineRow {
       toast('error', `Schedule not saved: ${errorMessage(err)}`);
     } finally {
       setBusy(this.saveBtn, false);
-      this.saveBtn.disabled = !this.dirty();
+      this.saveBtn.disabled = !canOperate() || !this.dirty();
     }
   }
 
@@ -146,7 +146,7 @@ class PipelineRow {
       toast('ok', `${p.id} ${p.enabled ? 'enabled' : 'disabled'}`);
     } catch (err) {
       this.toggle.checked = this.p.enabled;
-      this.toggle.disabled = false;
+      this.toggle.disabled = !canOperate();
       toast('error', `Could not ${enabled ? 'enable' : 'disable'} ${this.p.id}: ${errorMessage(err)}`);
     }
   }
