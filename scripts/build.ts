@@ -27,5 +27,6 @@ await build({
   logLevel: 'warning',
 });
 cpSync(path.join(root, 'db/migrations'), path.join(out, 'migrations'), { recursive: true });
-await buildWeb(path.join(out, 'web'));
+// The production page ships without a source map (SPEC §7).
+await buildWeb(path.join(out, 'web'), { sourcemap: false });
 process.stdout.write(`built ${out}\n`);

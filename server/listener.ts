@@ -45,7 +45,7 @@ export interface EtlApiOptions {
 }
 
 export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<EtlApi> {
-  registerSecret(config.ETL_API_TOKEN);
+  for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN]) registerSecret(secret);
   const { db, redis, services, pipelines, close } = createDeps(config, 'api', { log: o.log });
   const { log } = o;
   const engine = createEngine({ db, redis, queueName: config.ETL_QUEUE, registry: pipelines.registry, log });
@@ -54,8 +54,12 @@ export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<Et
 
   const app = createApp({
     db, redis, engine, log, registry: pipelines.registry,
-    config: { apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE, allowedOrigins: o.allowedOrigins },
+    config: {
+      apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE, allowedOrigins: o.allowedOrigins,
+      sessionSecret: config.SESSION_SECRET, operatorRoles: config.ETL_OPERATOR_ROLES, metricsToken: config.METRICS_TOKEN,
+    },
     subscribeEvents: hub.subscribe,
+    sse: { maxStreams: config.SSE_MAX_STREAMS },
     // A pipeline is labelled sandbox when its credential resolves nowhere and a sandbox
     // source stands in for it (the same rule the worker applies).
     sandbox: async (p) => {

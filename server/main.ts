@@ -22,8 +22,8 @@ if (config.API_WORKERS > 1 && isClusterPrimary()) {
     metricsCluster: isClusterWorker() ? clusterWorkerMetrics() : undefined,
   });
 
-  const server = serve({ fetch: api.app.fetch, port: config.PORT }, (info) => {
-    log.info({ port: info.port, queue: config.ETL_QUEUE, bearerAuth: config.ETL_API_TOKEN !== undefined, sessionCookie: config.SESSION_COOKIE }, 'api listening');
+  const server = serve({ fetch: api.app.fetch, port: config.PORT, hostname: config.HOST }, (info) => {
+    log.info({ host: info.address, port: info.port, queue: config.ETL_QUEUE, bearerAuth: config.ETL_API_TOKEN !== undefined, sessionCookie: config.SESSION_COOKIE }, 'api listening');
   });
 
   onShutdown(log, async (signal) => {

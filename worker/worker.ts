@@ -37,7 +37,7 @@ export interface WorkerRuntimeOptions {
   /** How often running steps check Postgres for a cancel they may have missed on pub/sub. */
   cancelPollMs?: number;
   /** Run the cron scheduler in this process (every replica may; ticks are claimed in Postgres). */
-  scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now'>>;
+  scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now' | 'allowSeconds'>>;
   /** The health heartbeat (worker/heartbeat.ts); `file` is what the container healthcheck reads. */
   heartbeat?: { file?: string; intervalMs?: number };
 }

@@ -1,6 +1,8 @@
 import { ping } from '../../db/read';
 import { workersSeen } from '../../lib/worker-presence';
+import { tokenMatches } from '../auth';
 import type { AppDeps } from '../context';
+import { HttpError } from '../errors';
 import type { Metrics } from '../metrics';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
@@ -52,11 +54,21 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
         handler: async (c) => c.json(await workersSeen(deps.redis, deps.engine.queue.name)),
       }),
       route({
-        method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics', auth: false,
-        responses: { 200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' } },
-        handler: async (c) => c.body(
-          await (deps.metricsCluster ? deps.metricsCluster.metrics() : metrics.registry.metrics()), 200, { 'Content-Type': metrics.registry.contentType },
-        ),
+        method: 'GET', path: '/metrics', tag: 'ops', summary: 'Prometheus metrics (bearer METRICS_TOKEN when it is set)', auth: false,
+        responses: {
+          200: { description: 'Prometheus text format', contentType: 'text/plain; version=0.0.4' },
+          401: { description: 'METRICS_TOKEN is set and the request does not carry it', schema: s.ErrorResponse },
+        },
+        handler: async (c) => {
+          const want = deps.config.metricsToken;
+          if (want) {
+            const m = /^Bearer[ \t]+(\S{1,512})[ \t]*$/i.exec(c.req.header('authorization') ?? '');
+            if (!m || !tokenMatches(m[1]!, want)) throw new HttpError(401, 'unauthorized', 'the metrics token is required');
+          }
+          return c.body(
+            await (deps.metricsCluster ? deps.metricsCluster.metrics() : metrics.registry.metrics()), 200, { 'Content-Type': metrics.registry.contentType },
+          );
+        },
       }),
     ],
   };
