@@ -22,8 +22,9 @@ export interface Deps {
   close(): Promise<void>;
 }
 
-export function createDeps(config: Config, role: 'api' | 'worker', pipelines: Pipelines = shipped): Deps {
-  const log = createLogger({ level: config.LOG_LEVEL, name: role });
+export function createDeps(config: Config, role: 'api' | 'worker', o: { log?: Logger; pipelines?: Pipelines } = {}): Deps {
+  const log = o.log ?? createLogger({ level: config.LOG_LEVEL, name: role });
+  const pipelines = o.pipelines ?? shipped;
   const db = createDatabase(config.DATABASE_URL, { applicationName: `etl-${role}`, ...(role === 'worker' ? { max: 8 } : {}) });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: role === 'api' ? 2 : null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));

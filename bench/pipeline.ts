@@ -70,9 +70,9 @@ async function bundleWorker(): Promise<{ file: string; tuning: Record<string, st
     entryPoints: [path.join(here, 'pipeline-worker.ts')], outdir, outExtension: { '.js': '.mjs' }, bundle: true,
     platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning',
   });
-  const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { worker: { environment: Record<string, string> } } };
+  const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { 'marketing-worker': { environment: Record<string, string> } } };
   // The process tuning the worker service gets: NODE_OPTIONS and glibc's MALLOC_* settings.
-  const tuning = Object.fromEntries(Object.entries(compose.services.worker.environment).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')));
+  const tuning = Object.fromEntries(Object.entries(compose.services['marketing-worker'].environment).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')));
   return { file: path.join(outdir, 'pipeline-worker.mjs'), tuning };
 }
 

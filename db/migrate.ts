@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import { adoptLegacyHistory, MIGRATIONS_SCHEMA, MIGRATIONS_TABLE } from './migrations-history';
 import { seedPipelines, type PipelineSeed } from './pipelines';
 import { LOCKS, withSessionLock } from './tx';
 
@@ -33,14 +34,16 @@ export async function createDatabaseIfMissing(url: string): Promise<boolean> {
 }
 
 /** Idempotent: create database, apply migrations, seed pipelines (never overwriting
- *  operator edits). Serialised by an advisory lock so replicas can all run it. */
+ *  operator edits). Serialised by an advisory lock so replicas can all run it. The
+ *  history lives in `etl.__drizzle_migrations` (db/migrations-history.ts). */
 export async function migrateDatabase(url: string, seeds: readonly PipelineSeed[]): Promise<void> {
   await createDatabaseIfMissing(url);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     await withSessionLock(client, LOCKS.migrate, async () => {
-      await migrate(drizzle(client), { migrationsFolder });
+      await adoptLegacyHistory(client, migrationsFolder);
+      await migrate(drizzle(client), { migrationsFolder, migrationsSchema: MIGRATIONS_SCHEMA, migrationsTable: MIGRATIONS_TABLE });
       await seedPipelines(client, seeds);
     });
   } finally {

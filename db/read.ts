@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { redact } from '../lib/redact';
-import type { RunStatus, StepStatus, Trigger } from './schema';
+import type { Actor, RunStatus, StepStatus, Trigger } from './schema';
 
 /**
  * Read-side queries for the HTTP API, returning the API's camelCase shapes with ISO
@@ -21,6 +21,7 @@ export interface RunView {
   id: string; pipelineId: string; status: RunStatus; trigger: Trigger; createdAt: string; startedAt: string | null;
   finishedAt: string | null; error: string | null; parentRunId: string | null; scheduledFor: string | null;
   params: Record<string, unknown>; rows: { in?: number | null; out?: number | null } | null;
+  triggeredBy: Actor | null;
 }
 export interface RunDetailView extends RunView { steps: StepView[] }
 export interface PipelineView {
@@ -39,7 +40,7 @@ const runJson = (r: string) => `json_build_object(
   'id', ${r}.id, 'pipelineId', ${r}.pipeline_id, 'status', ${r}.status, 'trigger', ${r}.trigger,
   'createdAt', ${iso(`${r}.created_at`)}, 'startedAt', ${iso(`${r}.started_at`)}, 'finishedAt', ${iso(`${r}.finished_at`)},
   'error', ${r}.error, 'parentRunId', ${r}.parent_run_id, 'scheduledFor', ${iso(`${r}.scheduled_for`)},
-  'params', ${r}.params, 'rows', ${r}.rows)`;
+  'params', ${r}.params, 'rows', ${r}.rows, 'triggeredBy', ${r}.triggered_by)`;
 
 const attemptsJson = (s: string) => `coalesce((
   select json_agg(json_build_object('attempt', a.attempt, 'status', a.status, 'startedAt', ${iso('a.started_at')},
@@ -95,7 +96,13 @@ const CURSOR = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})\|([0-9a-f]{8}-[0-9a-f]{
 export function decodeCursor(cursor: string): { createdAt: string; id: string } | null {
   if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return null;
   const m = CURSOR.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  return m ? { createdAt: `${m[1]}Z`, id: m[2]! } : null;
+  if (!m) return null;
+  // The shape alone admits month 13 or hour 99, which Postgres refuses with an error:
+  // only a real calendar time (the millisecond prefix round-trips) is a cursor.
+  const ms = `${m[1]!.slice(0, 23)}Z`;
+  const t = Date.parse(ms);
+  if (Number.isNaN(t) || new Date(t).toISOString() !== ms || t < Date.UTC(1970, 0, 1)) return null;
+  return { createdAt: `${m[1]}Z`, id: m[2]! };
 }
 
 /** Runs of one pipeline, newest first. Throws on a cursor decodeCursor rejects. */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { RunStatus, StepStatus, Trigger } from './schema';
+import type { Actor, RunStatus, StepStatus, Trigger } from './schema';
 
 /**
  * Run-level state: inserting runs, the run's own transitions (finish, cancel, requeue)
@@ -32,14 +32,16 @@ export interface NewRun {
   parentRunId?: string | null;
   exclusive: boolean;
   steps: NewStepRow[];
+  /** Who created the run (SPEC §7 `triggeredBy`). */
+  triggeredBy?: Actor | null;
 }
 
 export async function insertRun(q: Q, run: NewRun): Promise<void> {
   await q.query({
     name: 'etl-insert-run',
     text: `with r as (
-       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive)
-       values ($1, $2, 'queued', $3, $4, $5, $6, $7) returning id)
+       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive, triggered_by)
+       values ($1, $2, 'queued', $3, $4, $5, $6, $7, $9) returning id)
      insert into etl_run_steps (run_id, key, position, status, output, rows_in, rows_out, attempts, started_at, finished_at)
      select r.id, s.key, s.position, s.status, s.output, s.rows_in, s.rows_out, coalesce(s.attempts, 0), s.started_at, s.finished_at
      from r, jsonb_to_recordset($8::jsonb) as s(key text, position int, status text, output jsonb, rows_in int, rows_out int,
@@ -50,6 +52,7 @@ export async function insertRun(q: Q, run: NewRun): Promise<void> {
         key: s.key, position: s.position, status: s.status, output: s.output ?? null, rows_in: s.rowsIn ?? null,
         rows_out: s.rowsOut ?? null, attempts: s.attempts ?? 0, started_at: s.startedAt ?? null, finished_at: s.finishedAt ?? null,
       }))),
+      run.triggeredBy ?? null,
     ],
   });
 }
@@ -62,10 +65,12 @@ export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
   const { rows } = await q.query(
     `with input as (
        select * from jsonb_to_recordset($1::jsonb) as r(id uuid, pipeline_id text, trigger text, scheduled_for timestamptz,
-                                                       params jsonb, parent_run_id uuid, exclusive boolean, steps jsonb)),
+                                                       params jsonb, parent_run_id uuid, exclusive boolean, steps jsonb,
+                                                       triggered_by jsonb)),
      ins as (
-       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive)
-       select id, pipeline_id, 'queued', trigger, scheduled_for, coalesce(params, '{}'::jsonb), parent_run_id, exclusive from input
+       insert into etl_runs (id, pipeline_id, status, trigger, scheduled_for, params, parent_run_id, exclusive, triggered_by)
+       select id, pipeline_id, 'queued', trigger, scheduled_for, coalesce(params, '{}'::jsonb), parent_run_id, exclusive, triggered_by
+       from input
        on conflict do nothing returning id),
      st as (
        insert into etl_run_steps (run_id, key, position, status)
@@ -74,7 +79,7 @@ export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
      select id from ins`,
     [JSON.stringify(list.map((r) => ({
       id: r.id, pipeline_id: r.pipelineId, trigger: r.trigger, scheduled_for: r.scheduledFor ?? null, params: r.params,
-      parent_run_id: r.parentRunId ?? null, exclusive: r.exclusive,
+      parent_run_id: r.parentRunId ?? null, exclusive: r.exclusive, triggered_by: r.triggeredBy ?? null,
       steps: r.steps.map((s) => ({ key: s.key, position: s.position, status: s.status })),
     })))],
   );

@@ -14,6 +14,15 @@ export type RunStatus = (typeof RUN_STATUSES)[number];
 export type StepStatus = (typeof STEP_STATUSES)[number];
 export type Trigger = (typeof TRIGGERS)[number];
 
+/** Who changed state (SPEC §7): a browser session, the API token, the scheduler, or the
+ *  platform itself. Never holds a credential, only who it identifies. */
+export const ACTOR_KINDS = ['session', 'token', 'schedule', 'system'] as const;
+export interface Actor {
+  kind: (typeof ACTOR_KINDS)[number];
+  id?: string;
+  name?: string;
+}
+
 export const etlPipelines = pgTable('etl_pipelines', {
   id: text('id').primaryKey(),
   /** Which workflow definition in workflows/index.ts runs this pipeline. */
@@ -54,6 +63,8 @@ export const etlRuns = pgTable('etl_runs', {
   generation: integer('generation').notNull().default(0),
   /** Set from the pipeline's concurrency policy at creation: exclusive runs may not overlap. */
   exclusive: boolean('exclusive').notNull().default(true),
+  /** Who created the run (null for runs older than the audit trail). */
+  triggeredBy: jsonb('triggered_by').$type<Actor>(),
 }, (t) => [
   uniqueIndex('etl_runs_schedule_tick_uq').on(t.pipelineId, t.scheduledFor).where(sql`${t.trigger} = 'schedule'`),
   uniqueIndex('etl_runs_one_active_uq').on(t.pipelineId).where(sql`${t.exclusive} and ${t.status} in ('queued', 'running')`),
@@ -110,6 +121,21 @@ export const etlBlobs = pgTable('etl_blobs', {
   data: text('data').notNull(),
   createdAt: ts('created_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.runId, t.name, t.seq] })]);
+
+/** The audit trail (SPEC §7): one row per state change made through the API or by the
+ *  scheduler. Append-only; listed newest first by id. */
+export const etlAuditLog = pgTable('etl_audit_log', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  at: ts('at').notNull().defaultNow(),
+  actor: jsonb('actor').$type<Actor>().notNull(),
+  action: text('action').notNull(),
+  pipelineId: text('pipeline_id'),
+  runId: uuid('run_id'),
+  details: jsonb('details'),
+}, (t) => [
+  index('etl_audit_log_pipeline_idx').on(t.pipelineId, t.id.desc()),
+  index('etl_audit_log_run_idx').on(t.runId),
+]);
 
 export const TICK_OUTCOMES = ['pending', 'fired', 'skipped_overlap', 'skipped_disabled', 'missed'] as const;
 export type TickOutcome = (typeof TICK_OUTCOMES)[number];

@@ -15,12 +15,20 @@ const FIELD = /^[0-9A-Za-z*?,/#-]+$/;
 const HASHED = /(^|,)H(?=$|[(/,])/;
 const ZONE = /^[A-Za-z][A-Za-z0-9_+-]*(?:\/[A-Za-z0-9_+-]+){0,2}$/;
 
-export function validateCron(cron: string): string | null {
+export interface CronOptions {
+  /** Accept a leading seconds field. Only the scheduler's own tests use it, to run
+   *  schedules in seconds; the API, the page and production never do. */
+  allowSeconds?: boolean;
+}
+
+export function validateCron(cron: string, o: CronOptions = {}): string | null {
   if (typeof cron !== 'string' || cron.trim() === '') return 'the cron expression is empty';
   if (cron.length > MAX_CRON_LENGTH) return `the cron expression is longer than ${MAX_CRON_LENGTH} characters`;
   const fields = cron.trim().split(/\s+/);
-  if (fields.length !== 5 && fields.length !== 6) {
-    return `expected 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; got ${fields.length}`;
+  // Minute resolution only (SPEC §7): a seconds field would fire (and, disabled, log a
+  // tick) every second.
+  if (fields.length !== 5 && !(o.allowSeconds && fields.length === 6)) {
+    return `expected 5 fields (minute hour day-of-month month day-of-week); got ${fields.length}${fields.length === 6 ? ' (a seconds field is not supported)' : ''}`;
   }
   const bad = fields.findIndex((f) => !FIELD.test(f));
   if (bad >= 0) return `field ${bad + 1} has characters a cron field cannot contain`;
@@ -46,8 +54,8 @@ export function validateTimezone(tz: string): string | null {
 }
 
 /** The error message of an invalid schedule, or null when both parts are valid. */
-export function validateSchedule(cron: string, timezone: string): string | null {
-  return validateCron(cron) ?? validateTimezone(timezone);
+export function validateSchedule(cron: string, timezone: string, o: CronOptions = {}): string | null {
+  return validateCron(cron, o) ?? validateTimezone(timezone);
 }
 
 /** The next `count` fire times strictly after `after`. Throws on an invalid schedule. */
@@ -87,8 +95,9 @@ export function fireTimesBetween(cron: string, tz: string, fromExclusive: Date, 
   return out.reverse();
 }
 
+// Fire-time maths accepts what the scheduler was allowed to store; callers validate input.
 function assertValid(cron: string, tz: string): void {
-  const err = validateSchedule(cron, tz);
+  const err = validateSchedule(cron, tz, { allowSeconds: true });
   if (err) throw new Error(err);
 }
 

@@ -4,13 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { buildWeb } from '../web/build';
 
-/** `npm run build`: the production bundle in dist/ (api, worker, migrate, migrations,
+/** `npm run build`: the production bundle in dist/ (api, worker, migrate, healthcheck, migrations,
  *  the page). npm packages stay external: the image installs production deps. */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.join(root, 'dist');
 rmSync(out, { recursive: true, force: true });
 await build({
-  entryPoints: { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'scripts/migrate.ts' },
+  entryPoints: {
+    api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'scripts/migrate.ts', healthcheck: 'scripts/healthcheck.ts',
+    // For a host server (SP0's Fastify api): createEtlApi, etlFastifyPlugin.
+    listener: 'server/listener.ts',
+  },
   absWorkingDir: root,
   outdir: out,
   outExtension: { '.js': '.mjs' },
@@ -23,5 +27,6 @@ await build({
   logLevel: 'warning',
 });
 cpSync(path.join(root, 'db/migrations'), path.join(out, 'migrations'), { recursive: true });
-await buildWeb(path.join(out, 'web'));
+// The production page ships without a source map (SPEC §7).
+await buildWeb(path.join(out, 'web'), { sourcemap: false });
 process.stdout.write(`built ${out}\n`);

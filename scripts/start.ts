@@ -55,7 +55,9 @@ await migrateDatabase(config.DATABASE_URL, pipelineSeeds);
 await buildWeb(path.join(root, 'web/dist'));
 const sandbox = await startSandbox({ pipelines, yespoApiKey: SANDBOX_YESPO_KEY });
 const token = process.env.ETL_API_TOKEN || `dev-${randomBytes(12).toString('hex')}`;
-const env = { ...process.env, ...sandbox.env, ETL_API_TOKEN: token, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
+// One machine, one user: the api listens on loopback only unless HOST says otherwise.
+const host = process.env.HOST || '127.0.0.1';
+const env = { ...process.env, ...sandbox.env, ETL_API_TOKEN: token, HOST: host, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
 
 const children: ChildProcess[] = [];
 function run(name: string, file: string) {
@@ -88,7 +90,8 @@ process.on('SIGTERM', () => void stop());
 run('api', 'server/main.ts');
 run('worker', 'worker/main.ts');
 
-const base = `http://localhost:${config.PORT}`;
+const loopbackOrAll = ['127.0.0.1', '::1', 'localhost', '0.0.0.0', '::'].includes(host);
+const base = `http://${loopbackOrAll ? 'localhost' : host.includes(':') ? `[${host}]` : host}:${config.PORT}`;
 const deadline = Date.now() + 60_000;
 while (Date.now() < deadline && !stopping) {
   const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);

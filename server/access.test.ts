@@ -35,9 +35,9 @@ describe('probes and metrics', () => {
     try {
       const both = await make(deadDb, deadRedis).request('/readyz');
       expect(both.status).toBe(503);
-      expect(await both.json()).toEqual({ ok: false, checks: { postgres: 'down', redis: 'down' } });
+      expect(await both.json()).toEqual({ ok: false, checks: { postgres: 'down', redis: 'down' }, workers: null });
       const one = await make(t.h.db, deadRedis).request('/readyz');
-      expect(await one.json()).toEqual({ ok: false, checks: { postgres: 'ok', redis: 'down' } });
+      expect(await one.json()).toEqual({ ok: false, checks: { postgres: 'ok', redis: 'down' }, workers: null });
       const cookie = await make(t.h.db, deadRedis).request(api('/pipelines'), { headers: { cookie: `${SESSION_COOKIE}=${t.sessionId}` } });
       expect(cookie.status).toBe(503);
       expect(await cookie.json()).toMatchObject({ error: { code: 'session_store_unavailable' } });
@@ -160,7 +160,7 @@ describe('protocol edges', () => {
       .map((x) => `${x.method} ${x.path.replace(/:(\w+)/g, '{$1}')}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
     expect(new Set(documented)).toEqual(new Set(mounted));
-    expect(mounted).toHaveLength(18);
+    expect(mounted).toHaveLength(22); // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error']));
     const runs = doc.paths['/api/etl/pipelines/{id}/runs']!.get;
     expect(runs.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:limit', 'query:cursor', 'query:status']);

@@ -12,6 +12,7 @@ import { errorBody, HttpError } from './errors';
 import { createMetrics } from './metrics';
 import { buildOpenApi } from './openapi';
 import { mount, route, type RouteGroup } from './route';
+import { accessRoutes } from './routes/access';
 import { opsRoutes } from './routes/ops';
 import { pipelineRoutes } from './routes/pipelines';
 import { runRoutes } from './routes/runs';
@@ -32,6 +33,7 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const metrics = createMetrics({ db: deps.db, engine: deps.engine, log: deps.log, subscribeEvents: deps.subscribeEvents });
+  deps.metricsCluster?.register(metrics.registry);
 
   // `same-origin` (as the page's own meta tag): with hono's default `no-referrer`, a
   // browser sends `Origin: null` on same-origin POSTs and the origin check would refuse
@@ -40,7 +42,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use(
     `${API_BASE}/*`,
     authenticate({
-      redis: deps.redis, apiToken: deps.config.apiToken, sessionCookie: deps.config.sessionCookie, queryTokenPaths: [`${API_BASE}/events`],
+      redis: deps.redis, apiToken: deps.config.apiToken, sessionCookie: deps.config.sessionCookie,
+      sessionSecret: deps.config.sessionSecret, operatorRoles: deps.config.operatorRoles, ticketPaths: [`${API_BASE}/events`],
     }),
     originCheck({ allowedOrigins: deps.config.allowedOrigins }),
     bodyLimitUnlessRead(bodyLimit({
@@ -52,7 +55,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const cache = createReadCache(deps.subscribeEvents);
-  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), opsRoutes(deps, metrics)];
+  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), accessRoutes(deps), opsRoutes(deps, metrics)];
   let openapi: Record<string, unknown> | undefined;
   groups.push({
     base: API_BASE,
@@ -78,7 +81,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     deps.log.error({
       method: c.req.method, path: c.req.path,
       // Not under `err`: pino's serializer would copy every field of a driver error.
-      failure: { type: err.constructor?.name ?? err.name, message: redact(err.message), stack: redact(err.stack ?? '') },
+      failure: { type: err.constructor?.name ?? err.name, message: redact(err.message, { max: 2_000 }), stack: redact(err.stack ?? '', { max: 8_000 }) },
     }, 'request failed');
     return c.json(errorBody('internal', 'internal server error'), 500);
   });

@@ -4,15 +4,18 @@ import { getCookie } from 'hono/cookie';
 import type { Redis } from 'ioredis';
 import type { AppEnv, Principal } from './context';
 import { HttpError } from './errors';
+import { hasOperatorRole, parseSession, sessionIdFromCookie } from './session';
+import { redeemTicket } from './tickets';
 
 /**
- * SPEC §7. An /api/etl request carries either the API token (`Authorization: Bearer`, or
- * `?token=` on the SSE route, because EventSource cannot send headers) or the SP0 session
- * cookie, whose id names the Redis key `mc:sess:<id>`. Neither credential is ever logged,
- * echoed or kept beyond the request: the context only learns who the caller is.
+ * SPEC §7. An /api/etl request carries either the API token (`Authorization: Bearer`) or
+ * the SP0 session cookie, whose id (after its signature is checked, when SESSION_SECRET is
+ * set) names the Redis key `mc:sess:<id>`. The event stream also takes a one-time
+ * `?ticket=`; the API token is never accepted in a URL. Neither credential is ever logged,
+ * echoed or kept beyond the request: the context only learns who the caller is and
+ * whether it may change state.
  */
 
-const SESSION_ID = /^[A-Za-z0-9_-]{8,128}$/;
 const BEARER = /^Bearer[ \t]+([^\s]{1,512})[ \t]*$/i;
 
 /** Constant-time comparison; hashing first makes the lengths equal without leaking them. */
@@ -29,13 +32,18 @@ export interface AuthOptions {
   redis: Redis;
   apiToken?: string;
   sessionCookie: string;
-  /** Paths (exact) where a GET may pass the token as `?token=`. */
-  queryTokenPaths?: readonly string[];
+  sessionSecret?: string;
+  operatorRoles?: readonly string[];
+  /** Paths (exact) where a GET may carry a one-time `?ticket=` (the event stream). */
+  ticketPaths?: readonly string[];
   sessionLookupTimeoutMs?: number;
 }
 
+export const tokenPrincipal = (): Principal => ({ kind: 'token', operator: true, actor: { kind: 'token', name: 'api token' } });
+
 export function authenticate(o: AuthOptions): MiddlewareHandler<AppEnv> {
-  const queryTokenPaths = new Set(o.queryTokenPaths ?? []);
+  const ticketPaths = new Set(o.ticketPaths ?? []);
+  const sessions = sessionLoader(o);
   return async function authenticate(c, next) {
     c.set('principal', await identify());
     await next();
@@ -45,19 +53,26 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AppEnv> {
       // Presented credentials that fail are refused outright, not downgraded to the cookie.
       if (header !== undefined) {
         const m = BEARER.exec(header);
-        if (m && tokenMatches(m[1]!, o.apiToken)) return { kind: 'token' };
+        if (m && tokenMatches(m[1]!, o.apiToken)) return tokenPrincipal();
         throw unauthorized();
       }
-      if (c.req.method === 'GET' && queryTokenPaths.has(c.req.path)) {
-        const token = c.req.query('token');
-        if (token !== undefined) {
-          if (tokenMatches(token, o.apiToken)) return { kind: 'token' };
+      if (c.req.method === 'GET' && ticketPaths.has(c.req.path)) {
+        const ticket = c.req.query('ticket');
+        if (ticket !== undefined) {
+          const held = await redeemTicket(o.redis, ticket).catch(() => {
+            throw new HttpError(503, 'session_store_unavailable', 'sessions cannot be checked right now');
+          });
+          if (held?.kind === 'token') return tokenPrincipal();
+          const p = held ? await sessions(held.sessionId) : null;
+          if (p) return p;
           throw unauthorized();
         }
       }
-      const sid = getCookie(c, o.sessionCookie);
-      if (sid !== undefined) {
-        const session = await lookupSession(o.redis, sid, o.sessionLookupTimeoutMs ?? 2_000);
+      const raw = getCookie(c, o.sessionCookie);
+      if (raw !== undefined) {
+        const sid = sessionIdFromCookie(raw, o.sessionSecret);
+        if (!sid.ok) throw unauthorized();
+        const session = await sessions(sid.id);
         if (session) return session;
       }
       throw unauthorized();
@@ -65,33 +80,33 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AppEnv> {
   };
 }
 
-async function lookupSession(redis: Redis, sid: string, timeoutMs: number): Promise<Principal | null> {
-  // The id becomes part of a Redis key: only a plain token may get that far.
-  if (!SESSION_ID.test(sid)) return null;
+/** Loads a session principal by id: null when it is missing, malformed or expired. */
+export type SessionLoader = (sessionId: string) => Promise<Principal | null>;
+
+export function sessionLoader(o: Pick<AuthOptions, 'redis' | 'operatorRoles' | 'sessionLookupTimeoutMs'>): SessionLoader {
+  const operatorRoles = o.operatorRoles ?? ['admin'];
+  const timeoutMs = o.sessionLookupTimeoutMs ?? 2_000;
+  return async (sessionId) => {
+    const raw = await readSession(o.redis, sessionId, timeoutMs);
+    const info = raw === null ? null : parseSession(raw);
+    if (!info) return null;
+    return { kind: 'session', sessionId, actor: info.actor, expiresAt: info.expiresAt, operator: hasOperatorRole(info.roles, operatorRoles) };
+  };
+}
+
+async function readSession(redis: Redis, sid: string, timeoutMs: number): Promise<string | null> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new HttpError(503, 'session_store_unavailable', 'sessions cannot be checked right now')), timeoutMs);
   });
-  let raw: string | null;
   try {
-    raw = await Promise.race([redis.get(`mc:sess:${sid}`), timeout]);
+    return await Promise.race([redis.get(`mc:sess:${sid}`), timeout]);
   } catch (err) {
     if (err instanceof HttpError) throw err;
     throw new HttpError(503, 'session_store_unavailable', 'sessions cannot be checked right now');
   } finally {
     clearTimeout(timer);
   }
-  if (raw === null || raw.length > 64 * 1024) return null;
-  let session: unknown;
-  try {
-    session = JSON.parse(raw);
-  } catch {
-    return null;
-  }
-  const user = (session as { user?: unknown } | null)?.user;
-  if (!user || typeof user !== 'object' || Array.isArray(user)) return null;
-  const id = (user as { id?: unknown }).id;
-  return { kind: 'session', userId: typeof id === 'string' || typeof id === 'number' ? String(id).slice(0, 100) : null };
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signSessionId } from './session';
 import { createTestApp, demoSeed, SESSION_COOKIE, type TestApp } from './testing';
 
 /**
@@ -8,6 +9,7 @@ import { createTestApp, demoSeed, SESSION_COOKIE, type TestApp } from './testing
  */
 
 let t: TestApp;
+const SECRET = 'hostile-test-cookie-secret-0123456789';
 let runId: string;
 let before: string;
 
@@ -15,6 +17,7 @@ async function snapshot(): Promise<string> {
   const { rows } = await t.h.db.pool.query(`select
     (select count(*) from etl_pipelines) as pipelines, (select count(*) from etl_runs) as runs,
     (select count(*) from etl_run_steps) as steps, (select count(*) from etl_step_attempts) as attempts,
+    (select count(*) from etl_audit_log) as audit,
     (select md5(coalesce(string_agg(row_to_json(p)::text, '|' order by id), '')) from etl_pipelines p) as pipelines_hash,
     (select md5(coalesce(string_agg(row_to_json(r)::text, '|' order by id), '')) from etl_runs r) as runs_hash,
     (select md5(coalesce(string_agg(row_to_json(s)::text, '|' order by run_id, key), '')) from etl_run_steps s) as steps_hash`);
@@ -22,7 +25,7 @@ async function snapshot(): Promise<string> {
 }
 
 beforeAll(async () => {
-  t = await createTestApp({ seeds: [demoSeed('demo'), demoSeed('other')], startWorker: false });
+  t = await createTestApp({ seeds: [demoSeed('demo'), demoSeed('other')], startWorker: false, config: { sessionSecret: SECRET } });
   ({ runId } = await t.h.engine.trigger('demo')); // stays queued: no worker
   before = await snapshot();
 });
@@ -50,7 +53,8 @@ const ROUTES: [string, string][] = [
   ['GET', '/api/etl/runs/{r}/steps/{s}'], ['POST', '/api/etl/runs/{r}/steps/{s}/retry'], ['POST', '/api/etl/runs/{r}/resume'],
   ['POST', '/api/etl/runs/{r}/rerun'], ['POST', '/api/etl/runs/{r}/cancel'], ['GET', '/api/etl/pipelines/{p}/ticks'],
 ];
-const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json']];
+const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json'],
+  ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket']];
 const VALID = { p: 'demo', r: () => runId, s: 'transform' };
 const fill = (path: string, slot: string, value: string) =>
   path.replace(/\{([prs])\}/g, (_, k: 'p' | 'r' | 's') => (k === slot ? value : enc(typeof VALID[k] === 'function' ? VALID[k]() : VALID[k])));
@@ -99,7 +103,17 @@ describe('hostile input never causes a 5xx or a change', () => {
       const path = fill(template, '', '');
       await expectRefused(method, `${path}?unknown=%3Cscript%3E`, { body: method === 'GET' ? undefined : validBody(template) });
     }
+    for (const q of ['limit=0', 'limit=201', 'limit=-1', 'limit=1e2', `cursor=${'A'.repeat(100)}`, 'cursor=%00', "cursor='%20or%201=1",
+      `cursor=${Buffer.from('a:-1').toString('base64url')}`, `cursor=${Buffer.from('a:1e308').toString('base64url')}`, 'limit=1&limit=2']) {
+      await expectRefused('GET', `/api/etl/audit?${q}`);
+    }
+    for (const q of ['before=-100000-01-01T00:00:00Z', 'before=%2B275760-09-13T00:00:00Z', 'before=10000-01-01']) {
+      await expectRefused('GET', `/api/etl/pipelines/demo/ticks?${q}`);
+    }
     await expectRefused('GET', `/api/etl/events?token=${'t'.repeat(600)}`);
+    await expectRefused('GET', `/api/etl/events?ticket=${'t'.repeat(600)}`);
+    await expectRefused('GET', '/api/etl/events?ticket=%00', { auth: 'none' });
+    await expectRefused('GET', `/api/etl/events?token=${t.token}`, { auth: 'none' });
     await expectRefused('GET', '/api/etl/events?token=%00', { auth: 'none' });
   });
 
@@ -169,6 +183,40 @@ describe('hostile input never causes a 5xx or a change', () => {
     for (const [method, template] of ROUTES) {
       const r = await t.call(method, `${fill(template, '', '')}?token=${t.token}`, { auth: 'none', body: method === 'GET' ? undefined : validBody(template) });
       expect(r.status).toBe(401);
+    }
+  });
+
+  it('session variants on every route: no role or {} user is 403 on mutations; expired, bad or foreign signatures, cookie plus a bad token are 401', async () => {
+    const past = Date.now() - 60_000;
+    const viewer = [await t.addSession('{"user":{}}'), await t.addSession('{"user":{"id":"v","role":"viewer"}}'),
+      await t.addSession('{"user":{"id":"v","roles":"admin"}}')];
+    const admin = await t.addSession('{"user":{"id":"a","role":"admin"}}');
+    const expired = [await t.addSession(JSON.stringify({ user: { id: 'x', role: 'admin' }, expiresAt: new Date(past).toISOString() })),
+      await t.addSession(JSON.stringify({ user: { id: 'x', role: 'admin' }, expires: past }))];
+    const sig = signSessionId(admin, SECRET).split('.')[1]!;
+    const unauthorized: Record<string, string>[] = [
+      ...expired.map((id) => ({ cookie: `${SESSION_COOKIE}=${signSessionId(id, SECRET)}` })),
+      { cookie: `${SESSION_COOKIE}=${admin}.${sig.slice(0, -1)}${sig.endsWith('A') ? 'B' : 'A'}` },
+      { cookie: `${SESSION_COOKIE}=${signSessionId(admin, 'some-other-secret-0123456789')}` },
+      { cookie: `${SESSION_COOKIE}=${encodeURIComponent(`s:${signSessionId(admin, 'some-other-secret-0123456789')}`)}` },
+      { cookie: `${SESSION_COOKIE}=${signSessionId(admin, SECRET)}`, authorization: 'Bearer not-the-token-000000' },
+      { cookie: `${SESSION_COOKIE}=${admin}.${'A'.repeat(5_000)}` }, { cookie: `${SESSION_COOKIE}=s%3A` },
+    ];
+    const origin = { origin: 'http://localhost' };
+    for (const [method, template] of [...ROUTES, ...ALL_ROUTES.filter(([, p]) => !p.includes('{'))]) {
+      const path = fill(template, '', '');
+      const body = method === 'GET' ? undefined : validBody(template);
+      for (const headers of unauthorized) {
+        const r = await expectRefused(method, path, { auth: 'none', headers: { ...headers, ...origin }, body });
+        expect(r.status, `${method} ${template} ${JSON.stringify(headers).slice(0, 80)}`).toBe(401);
+      }
+      const mutation = method !== 'GET' && !template.endsWith('/events/ticket');
+      if (!mutation) continue;
+      for (const id of viewer) {
+        const r = await expectRefused(method, path, { auth: 'none', headers: { cookie: `${SESSION_COOKIE}=${signSessionId(id, SECRET)}`, ...origin }, body });
+        expect(r.status, `${method} ${template}`).toBe(403);
+        expect(r.body.error.code).toBe('forbidden');
+      }
     }
   });
 

@@ -45,7 +45,9 @@ describe('server/main.ts', () => {
     expect((await fetch(`${base}/api/etl/pipelines`)).status).toBe(401);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
 
-    const sse = await fetch(`${base}/api/etl/events?token=${TOKEN}`);
+    // The token is never accepted in a URL (it would land in access logs); the header is.
+    expect((await fetch(`${base}/api/etl/events?token=${TOKEN}`)).status).toBe(401);
+    const sse = await fetch(`${base}/api/etl/events`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(sse.status).toBe(200);
     const reader = sse.body!.getReader();
     await reader.read();

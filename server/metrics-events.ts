@@ -6,8 +6,9 @@ import type { SubscribeEvents } from './context';
  * to its 'succeeded'/'failed'). Returns the unsubscribe function.
  */
 export function trackStepDurations(registry: client.Registry, subscribeEvents?: SubscribeEvents): (() => void) | undefined {
+  // Every api process sees every event (Redis pub/sub), so in a cluster one process's histogram is the whole truth.
   const stepDuration = new client.Histogram({
-    name: 'etl_step_duration_seconds', help: 'Duration of step attempts seen by this process', labelNames: ['pipeline', 'step', 'outcome'],
+    aggregator: 'first', name: 'etl_step_duration_seconds', help: 'Duration of step attempts seen by this process', labelNames: ['pipeline', 'step', 'outcome'],
     buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600], registers: [registry],
   });
   const started = new Map<string, number>();

@@ -34,7 +34,8 @@ function scrapedGauge<L extends string>(
   fill: (g: client.Gauge<L>) => Promise<void>,
 ): void {
   new client.Gauge<L>({
-    ...cfg, registers: [d.registry],
+    // In a node:cluster every process reads the same truth: report one, not the sum.
+    aggregator: 'first', ...cfg, registers: [d.registry],
     async collect() {
       try {
         await fill(this);

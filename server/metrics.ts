@@ -10,7 +10,8 @@ import { registerSchedulerGauges, registerStateGauges } from './metrics-gauges';
  * one, so several apps in one process — tests — do not collide). Run and step counts are
  * read from Postgres at scrape time, so every api replica reports the same truth
  * (metrics-gauges.ts); step durations come from the live events this process sees
- * (metrics-events.ts).
+ * (metrics-events.ts). In a node:cluster those gauges aggregate as `first` (each process
+ * reads the same truth); counters and histograms sum.
  */
 
 export interface Metrics {

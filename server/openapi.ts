@@ -60,13 +60,16 @@ function operation(spec: AnyRoute, path: string): Record<string, unknown> {
     responses['401'] = error('not authenticated (unauthorized)');
   }
   if (authed && hasBody) {
-    responses['403'] = error('a cookie-authenticated request failed the origin check (csrf)');
+    responses['403'] = error(spec.operator
+      ? 'the session has no operator role (forbidden), or a cookie-authenticated request failed the origin check (csrf)'
+      : 'a cookie-authenticated request failed the origin check (csrf)');
     responses['413'] = error('the body is larger than 64 KB (payload_too_large)');
     responses['415'] = error('the body is not application/json (unsupported_media_type)');
   }
   return {
     operationId: `${spec.method.toLowerCase()}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_, ch: string | undefined) => (ch ?? '').toUpperCase())}`,
     summary: spec.summary,
+    ...(spec.operator ? { description: 'Needs an operator: the API token, or a session with a role in ETL_OPERATOR_ROLES.' } : {}),
     tags: [spec.tag],
     security: authed ? [{ bearerAuth: [] }, { sessionCookie: [] }] : [],
     parameters: parameters(spec),
@@ -94,7 +97,7 @@ export function buildOpenApi(groups: readonly RouteGroup[], o: { sessionCookie: 
       description: 'Pipelines, runs and steps of the marketing ETL platform. Errors are {"error": {"code", "message", "details"?}}.',
     },
     servers: [{ url: '/' }],
-    tags: ['pipelines', 'runs', 'actions', 'events', 'meta', 'ops'].map((name) => ({ name })),
+    tags: ['pipelines', 'runs', 'actions', 'events', 'audit', 'meta', 'ops'].map((name) => ({ name })),
     paths,
     components: {
       schemas: toComponentRefs(schemas),

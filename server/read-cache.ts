@@ -79,8 +79,10 @@ export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { 
 
   const unsubscribe = subscribe?.((data) => {
     try {
-      const e = JSON.parse(data) as { runId?: string; pipelineId?: string };
+      const e = JSON.parse(data) as { type?: string; runId?: string; pipelineId?: string };
       if (e.runId) invalidateRun(e.runId, e.pipelineId);
+      // Settings changed through another api process (a cluster worker or replica).
+      else if (e.type === 'pipeline' && e.pipelineId) invalidatePipeline(e.pipelineId);
     } catch {
       entries.clear();
     }

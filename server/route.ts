@@ -28,6 +28,8 @@ export interface RouteSpec<P extends z.ZodType = Empty, Q extends z.ZodType = Em
   tag: string;
   /** false for the public probes; everything under /api/etl is authenticated. */
   auth?: boolean;
+  /** A state change: needs the token or a session with an operator role (403 forbidden). */
+  operator?: boolean;
   params?: P;
   query?: Q;
   body?: B;
@@ -57,6 +59,10 @@ const hasBody = (m: Method) => m === 'POST' || m === 'PUT';
 export function mount(app: Hono<AppEnv>, group: RouteGroup): void {
   for (const spec of group.routes) {
     app.on(spec.method, group.base + spec.path, async (c) => {
+      // Before any input is read: a viewer learns nothing from trying a mutation.
+      if (spec.operator && !c.get('principal')?.operator) {
+        throw new HttpError(403, 'forbidden', 'this action needs an operator role');
+      }
       const params = (spec.params ?? EMPTY).safeParse(c.req.param());
       // A malformed id cannot name anything: not found, without echoing it.
       if (!params.success) throw new NotFoundError('resource');

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { decodeCursor } from '../db/read';
-import { RUN_STATUSES, STEP_STATUSES, TRIGGERS } from '../db/schema';
+import { decodeAuditCursor } from '../db/audit';
+import { ACTOR_KINDS, RUN_STATUSES, STEP_STATUSES, TRIGGERS } from '../db/schema';
 
 /**
  * Every input and output of the HTTP API as zod schemas: the routes validate with them
@@ -17,6 +18,17 @@ export const RunParams = z.strictObject({ runId: RunId });
 export const StepParams = z.strictObject({ runId: RunId, step: StepKey });
 
 // ---- query strings ----
+/**
+ * A time both JavaScript and Postgres accept. Date.parse takes years up to ±275760
+ * (`-100000-01-01T00:00:00Z`), where timestamptz errors: such a value must be a 400.
+ */
+const MIN_TIME = Date.parse('0001-01-01T00:00:00Z');
+const MAX_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+export function isPgTime(v: string): boolean {
+  const t = Date.parse(v);
+  return !Number.isNaN(t) && t >= MIN_TIME && t <= MAX_TIME;
+}
+
 export const NoQuery = z.strictObject({});
 export const RunsQuery = z.strictObject({
   limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 100')
@@ -28,7 +40,7 @@ export const RunsQuery = z.strictObject({
 export const TicksQuery = z.strictObject({
   limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 500')
     .transform(Number).pipe(z.number().int().min(1).max(500)).optional().describe('1..500, default 50'),
-  before: z.string().max(40).refine((v) => !Number.isNaN(Date.parse(v)), 'before must be an ISO timestamp').optional()
+  before: z.string().max(40).refine(isPgTime, 'before must be an ISO timestamp between years 0001 and 9999').optional()
     .describe('only ticks scheduled before this instant'),
 });
 export const TickList = z.object({
@@ -37,8 +49,15 @@ export const TickList = z.object({
     runId: z.string().nullable(), catchUp: z.boolean(), detail: z.string().nullable(), recordedAt: z.string(), lagMs: z.number().nullable(),
   })),
 });
+export const AuditQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 200')
+    .transform(Number).pipe(z.number().int().min(1).max(200)).optional().describe('1..200, default 50'),
+  cursor: z.string().max(64).refine((c) => decodeAuditCursor(c) !== null, 'cursor is not one this API returned').optional()
+    .describe('nextCursor of the previous page'),
+});
 export const EventsQuery = z.strictObject({
-  token: z.string().max(512).optional().describe('the API token, for EventSource clients that cannot send headers'),
+  ticket: z.string().max(64).optional()
+    .describe('a one-time ticket from POST /events/ticket, for clients that cannot send the cookie or a header'),
 });
 
 // ---- bodies ----
@@ -74,7 +93,7 @@ export const NoBody = z.strictObject({});
 export const TriggerBody = z.strictObject({ params: RunParamsBody.optional() });
 export const EnableBody = z.strictObject({ enabled: z.boolean() });
 export const CronBody = z.strictObject({
-  cron: z.string().min(1).max(120).describe('5 fields, or 6 with seconds first'),
+  cron: z.string().min(1).max(120).describe('5 fields: minute hour day-of-month month day-of-week (no seconds field)'),
   timezone: z.string().min(1).max(64).describe('IANA zone, e.g. Europe/Kyiv'),
 });
 export const RerunBody = z.strictObject({ fromStep: StepKey, params: RunParamsBody.optional() });
@@ -104,11 +123,16 @@ export const StepDetail = Step.extend({
   errorStack: z.string().nullable(), output: z.unknown(), jobId: z.string().nullable(),
 }).register(components, { id: 'StepDetail' });
 
+export const Actor = z.object({
+  kind: z.enum(ACTOR_KINDS), id: z.string().optional(), name: z.string().optional(),
+}).describe('who changed state: a session user, the API token, the scheduler or the platform').register(components, { id: 'Actor' });
+
 export const Run = z.object({
   id: z.string(), pipelineId: z.string(), status: z.enum(RUN_STATUSES), trigger: z.enum(TRIGGERS),
   createdAt: Time, startedAt: TimeOrNull, finishedAt: TimeOrNull, error: z.string().nullable(),
   parentRunId: z.string().nullable(), scheduledFor: TimeOrNull, params: z.record(z.string(), z.unknown()),
   rows: z.object({ in: z.number().nullable().optional(), out: z.number().nullable().optional() }).nullable(),
+  triggeredBy: Actor.nullable().describe('who started the run (null for runs older than the audit trail)'),
 }).register(components, { id: 'Run' });
 
 export const RunDetail = Run.extend({ steps: z.array(Step) }).register(components, { id: 'RunDetail' });
@@ -127,7 +151,24 @@ export const RunsPage = z.object({ runs: z.array(Run), nextCursor: z.string().nu
 export const RunEnvelope = z.object({ run: RunDetail });
 export const StepEnvelope = z.object({ step: StepDetail });
 export const Accepted = z.object({ runId: z.string() });
-export const Health = z.object({ ok: z.boolean() });
+export const Health = z.object({ ok: z.boolean(), pid: z.number().int().describe('the answering process (one of several with API_WORKERS)') });
+export const Workers = z.object({
+  alive: z.number().int().describe('workers with a healthy heartbeat in the last minute'),
+  ids: z.array(z.string()),
+  lastSeenAt: Time.nullable().describe('the newest healthy heartbeat of any worker'),
+}).register(components, { id: 'Workers' });
 export const Ready = z.object({
   ok: z.boolean(), checks: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
+  workers: Workers.nullable().describe('reported, not required: the api is ready without workers (runs queue)'),
 });
+
+export const AuditEntry = z.object({
+  id: z.number().int(), at: Time, actor: Actor, action: z.string(), pipelineId: z.string().nullable(), runId: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()).nullable(),
+}).register(components, { id: 'AuditEntry' });
+export const AuditPage = z.object({ entries: z.array(AuditEntry), nextCursor: z.string().nullable() });
+export const Me = z.object({
+  actor: Actor, operator: z.boolean().describe('whether this caller may change state'),
+  operatorRoles: z.array(z.string()).describe('session roles that may change state (ETL_OPERATOR_ROLES)'),
+});
+export const Ticket = z.object({ ticket: z.string(), expiresInSeconds: z.number().int() });

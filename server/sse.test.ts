@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../test/helpers';
+import { silentLog, waitFor } from '../test/helpers';
+import { createApp } from './app';
 import { createTestApp, demoSeed, SESSION_COOKIE, type TestApp } from './testing';
 
 /** Live events over a real socket: EventSource-style clients get run and step changes. */
@@ -13,7 +14,7 @@ let base: string;
 let idle: number;
 
 beforeAll(async () => {
-  t = await createTestApp({ seeds: [demoSeed('demo')], deps: { sse: { heartbeatMs: 200 } } });
+  t = await createTestApp({ seeds: [demoSeed('demo')], deps: { sse: { heartbeatMs: 200, sessionCheckMs: 200 } } });
   server = serve({ fetch: t.app.fetch, port: 0, hostname: '127.0.0.1' });
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -61,9 +62,9 @@ async function readFrames(res: Response, until: (f: Frame, all: Frame[]) => bool
 const events = (frames: Frame[]) => frames.filter((f) => f.data).map((f) => JSON.parse(f.data!));
 
 describe('GET /api/etl/events', () => {
-  it('streams run and step events of a triggered run until it succeeds (token in the query)', async () => {
+  it('streams run and step events of a triggered run until it succeeds (token in the header)', async () => {
     const ac = new AbortController();
-    const res = await fetch(`${base}/api/etl/events?token=${t.token}`, { signal: ac.signal });
+    const res = await fetch(`${base}/api/etl/events`, { signal: ac.signal, headers: { authorization: `Bearer ${t.token}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     await waitFor(() => t.hub.size === idle + 1, { what: 'the client to subscribe' });
@@ -101,7 +102,7 @@ describe('GET /api/etl/events', () => {
   it('fans out one subscription to several clients', async () => {
     const clients = await Promise.all([0, 1, 2].map(async () => {
       const ac = new AbortController();
-      return { ac, res: await fetch(`${base}/api/etl/events?token=${t.token}`, { signal: ac.signal }) };
+      return { ac, res: await fetch(`${base}/api/etl/events`, { signal: ac.signal, headers: { authorization: `Bearer ${t.token}` } }) };
     }));
     await waitFor(() => t.hub.size === idle + 3, { what: 'three listeners' });
     const { runId } = await t.h.engine.trigger('demo');
@@ -113,16 +114,87 @@ describe('GET /api/etl/events', () => {
   });
 
   it('refuses unauthenticated and wrong-token clients with 401 JSON', async () => {
-    for (const q of ['', '?token=wrong']) {
-      const res = await fetch(`${base}/api/etl/events${q}`);
+    for (const headers of [{}, { authorization: 'Bearer wrong-token-0000000000' }] as Record<string, string>[]) {
+      const res = await fetch(`${base}/api/etl/events`, { headers });
       expect(res.status).toBe(401);
       expect(await res.json()).toEqual({ error: { code: 'unauthorized', message: 'authentication required' } });
     }
   });
 
+  // Finding: the page opened SSE with ?token=<API token>, which lands in access logs.
+  it('never accepts the API token in the URL; a one-time ticket works once', async () => {
+    const inUrl = await fetch(`${base}/api/etl/events?token=${t.token}`);
+    expect(inUrl.status).toBe(401);
+    await inUrl.body?.cancel();
+    const issued = await fetch(`${base}/api/etl/events/ticket`, {
+      method: 'POST', headers: { cookie: `${SESSION_COOKIE}=${t.sessionId}`, origin: base, 'content-type': 'application/json' }, body: '{}',
+    });
+    expect(issued.status).toBe(201);
+    const { ticket, expiresInSeconds } = await issued.json() as { ticket: string; expiresInSeconds: number };
+    expect(expiresInSeconds).toBe(60);
+    const ac = new AbortController();
+    const res = await fetch(`${base}/api/etl/events?ticket=${ticket}`, { signal: ac.signal });
+    expect(res.status).toBe(200);
+    await readFrames(res, (f) => f.comment === 'connected', 5_000);
+    ac.abort();
+    const again = await fetch(`${base}/api/etl/events?ticket=${ticket}`);
+    expect(again.status).toBe(401);
+    await again.body?.cancel();
+    expect((await fetch(`${base}/api/etl/events?ticket=${'A'.repeat(43)}`)).status).toBe(401);
+    await waitFor(() => t.hub.size === idle, { what: 'the listener to be removed' });
+  });
+
+  // Finding: SSE never re-checked the session.
+  it('ends a stream when its session is deleted, and at the session\'s expiry', async () => {
+    const sid = await t.addSession(JSON.stringify({ user: { id: 'viewer' } }));
+    const res = await fetch(`${base}/api/etl/events`, { headers: { cookie: `${SESSION_COOKIE}=${sid}` } });
+    expect(res.status).toBe(200);
+    await waitFor(() => t.hub.size === idle + 1, { what: 'subscribe' });
+    await t.h.redis.del(`mc:sess:${sid}`);
+    await waitFor(() => t.hub.size === idle, { timeoutMs: 5_000, what: 'the stream to end after logout' });
+    await res.body?.cancel().catch(() => {});
+
+    const soon = await t.addSession(JSON.stringify({ user: { id: 'viewer' }, expiresAt: new Date(Date.now() + 1_500).toISOString() }));
+    const res2 = await fetch(`${base}/api/etl/events`, { headers: { cookie: `${SESSION_COOKIE}=${soon}` } });
+    expect(res2.status).toBe(200);
+    await waitFor(() => t.hub.size === idle + 1, { what: 'subscribe' });
+    await waitFor(() => t.hub.size === idle, { timeoutMs: 5_000, what: 'the stream to end at expiry' });
+    await res2.body?.cancel().catch(() => {});
+  });
+
+  // Finding: SSE had no connection cap.
+  it('caps open streams per process: 503 past the cap, a slot frees when a client leaves', async () => {
+    // Its own listener count: the app's metrics and read cache listen too.
+    let listeners = 0;
+    const subscribeEvents = () => {
+      listeners++;
+      return () => void listeners--;
+    };
+    const capped = createApp({
+      db: t.h.db, redis: t.h.redis, engine: t.h.engine, log: silentLog, subscribeEvents,
+      config: { apiToken: t.token, sessionCookie: SESSION_COOKIE }, sse: { maxStreams: 2 },
+    });
+    const baseline = listeners;
+    const open = () => capped.request('/api/etl/events', { headers: { authorization: `Bearer ${t.token}` } });
+    const a = await open();
+    const b = await open();
+    expect([a.status, b.status]).toEqual([200, 200]);
+    const c = await open();
+    expect(c.status).toBe(503);
+    expect(await c.json()).toMatchObject({ error: { code: 'too_many_streams' } });
+    await a.body!.cancel();
+    await waitFor(async () => {
+      const d = await open();
+      if (d.status === 200) await d.body!.cancel();
+      return d.status === 200;
+    }, { timeoutMs: 5_000, what: 'a freed slot' });
+    await b.body!.cancel();
+    await waitFor(() => listeners === baseline, { timeoutMs: 5_000, what: 'the capped streams to be gone' });
+  });
+
   it('ignores foreign messages on the channel and re-serialises events compactly', async () => {
     const ac = new AbortController();
-    const res = await fetch(`${base}/api/etl/events?token=${t.token}`, { signal: ac.signal });
+    const res = await fetch(`${base}/api/etl/events`, { signal: ac.signal, headers: { authorization: `Bearer ${t.token}` } });
     await waitFor(() => t.hub.size === idle + 1, { what: 'subscribe' });
     const channel = `etl:${t.h.queueName}:events`;
     await t.h.redis.publish(channel, 'not json');

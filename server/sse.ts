@@ -3,6 +3,7 @@ import { streamSSE } from 'hono/streaming';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/logger';
 import type { SubscribeEvents } from './context';
+import { HttpError } from './errors';
 
 /**
  * Live run and step status for the /etl page. One Redis subscriber connection per api
@@ -59,7 +60,8 @@ export async function createEventHub(subscriber: Redis, channel: string, log: Lo
 function normalise(message: string): string | null {
   if (message.length > 16 * 1024) return null;
   try {
-    const e = JSON.parse(message) as { type?: unknown; runId?: unknown } | null;
+    const e = JSON.parse(message) as { type?: unknown; runId?: unknown; pipelineId?: unknown } | null;
+    if (e && e.type === 'pipeline' && typeof e.pipelineId === 'string') return JSON.stringify(e);
     return e && (e.type === 'run' || e.type === 'step') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
   } catch {
     return null;
@@ -70,9 +72,42 @@ export interface SseOptions {
   heartbeatMs?: number;
   /** Writes a slow client may have outstanding before it is dropped. */
   maxPending?: number;
+  /** How often a session's stream checks that the session still exists (default 30 s). */
+  sessionCheckMs?: number;
 }
 
-export function streamEvents(c: Context, subscribe: SubscribeEvents, o: SseOptions = {}): Response {
+/** Open streams of this process, capped so connections cannot exhaust it (503 past it). */
+export interface StreamSlots {
+  tryAcquire(): boolean;
+  release(): void;
+  readonly open: number;
+}
+
+export function createStreamSlots(max: number): StreamSlots {
+  let open = 0;
+  return {
+    tryAcquire: () => (open < max ? (open++, true) : false),
+    release: () => void (open = Math.max(0, open - 1)),
+    get open() {
+      return open;
+    },
+  };
+}
+
+/**
+ * Ends a stream when its session ends: at the session's own expiry, and when a periodic
+ * re-check finds it gone or expired (SP0 logged the user out). A failed check (Redis
+ * away) keeps the stream: the next check decides.
+ */
+export interface StreamSession {
+  expiresAt: number | null;
+  stillValid(): Promise<boolean>;
+}
+
+export function streamEvents(c: Context, subscribe: SubscribeEvents, o: SseOptions & { slots?: StreamSlots; session?: StreamSession } = {}): Response {
+  if (o.slots && !o.slots.tryAcquire()) {
+    throw new HttpError(503, 'too_many_streams', 'too many live event streams are open; try again later');
+  }
   // Proxies (nginx) must not buffer the stream.
   c.header('X-Accel-Buffering', 'no');
   return streamSSE(c, async (stream) => {
@@ -89,13 +124,25 @@ export function streamEvents(c: Context, subscribe: SubscribeEvents, o: SseOptio
     };
     const unsubscribe = subscribe((data) => write(`data: ${data}\n\n`), () => stream.abort());
     const heartbeat = setInterval(() => write(': ping\n\n'), o.heartbeatMs ?? 15_000);
+    const timers: NodeJS.Timeout[] = [];
+    const session = o.session;
+    if (session) {
+      // setTimeout holds at most ~24.8 days; a later expiry is caught by the re-check.
+      const untilEnd = session.expiresAt === null ? null : session.expiresAt - Date.now();
+      if (untilEnd !== null && untilEnd < 2 ** 31 - 1) timers.push(setTimeout(() => stream.abort(), Math.max(0, untilEnd)));
+      timers.push(setInterval(() => {
+        session.stillValid().then((ok) => { if (!ok) stream.abort(); }, () => {});
+      }, o.sessionCheckMs ?? 30_000));
+    }
     try {
       // Opens the stream at once (the client sees `open`) and sets its reconnect delay.
       write('retry: 3000\n: connected\n\n');
       await closed;
     } finally {
       clearInterval(heartbeat);
+      for (const t of timers) clearTimeout(t);
       unsubscribe();
+      o.slots?.release();
     }
   }, async () => {});
 }

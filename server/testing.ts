@@ -22,7 +22,7 @@ export interface TestApp {
   app: ReturnType<typeof createApp>;
   hub: EventHub;
   token: string;
-  /** A valid session id stored at mc:sess:<id>. */
+  /** A valid operator (role admin) session id stored at mc:sess:<id>. */
   sessionId: string;
   logs: string[];
   /** Every response body seen through `call`. */
@@ -45,6 +45,8 @@ export async function createTestApp(o: {
   seeds?: ReturnType<typeof demoSeed>[];
   startWorker?: boolean;
   deps?: Partial<AppDeps>;
+  /** Merged into the app's config (the token and cookie name stay the test's). */
+  config?: Partial<AppDeps['config']>;
 } = {}): Promise<TestApp> {
   const h = await createHarness({ seeds: o.seeds, startWorker: o.startWorker });
   const logs: string[] = [];
@@ -64,10 +66,11 @@ export async function createTestApp(o: {
     await h.redis.set(`mc:sess:${id}`, value, 'EX', 600);
     return id;
   };
-  const sessionId = await addSession(JSON.stringify({ user: { id: 'u1', email: 'ops@example.com' } }));
+  // The default session is an operator; tests add viewer and odd sessions with addSession.
+  const sessionId = await addSession(JSON.stringify({ user: { id: 'u1', email: 'ops@example.com', role: 'admin' } }));
   const app = createApp({
     db: h.db, redis: h.redis, engine: h.engine, log,
-    config: { apiToken: token, sessionCookie: SESSION_COOKIE },
+    config: { apiToken: token, sessionCookie: SESSION_COOKIE, ...o.config },
     subscribeEvents: hub.subscribe,
     registry: createRegistry([demoWorkflow]),
     webDir: 'web/dist',

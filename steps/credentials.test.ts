@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redact } from '../lib/redact';
 import { createCredentials, envVarFor, requireCredential } from './credentials';
@@ -44,6 +47,25 @@ describe('credentials', () => {
     expect(await createCredentials({ env }).resolve('clickhouse')).toMatchObject({ username: 'etl' });
   });
 
+  it('reads ETL_CRED_<NAME>_FILE (Docker/Kubernetes secrets) after the env var, registering only secret fields', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'etl-cred-'));
+    const file = path.join(dir, 'clickhouse.json');
+    writeFileSync(file, '{"username":"default","password":"pw-from-file-31337"}\n');
+    expect(await createCredentials({ env: { ETL_CRED_CLICKHOUSE_FILE: file } }).resolve('clickhouse'))
+      .toEqual({ username: 'default', password: 'pw-from-file-31337' });
+    expect(redact('user default, password pw-from-file-31337')).toBe('user default, password [redacted]');
+    // The env var wins over the file.
+    expect(await createCredentials({ env: { ETL_CRED_CLICKHOUSE: '{"username":"env"}', ETL_CRED_CLICKHOUSE_FILE: file } }).resolve('clickhouse'))
+      .toEqual({ username: 'env' });
+    const missing = await createCredentials({ env: { ETL_CRED_CLICKHOUSE_FILE: path.join(dir, 'nope.json') } }).resolve('clickhouse').catch((e) => e);
+    expect(missing).toBeInstanceOf(NonRetryableError);
+    expect(missing.message).toBe('ETL_CRED_CLICKHOUSE_FILE names a file that cannot be read (ENOENT)');
+    writeFileSync(file, 'not json secret-in-file-4242');
+    const bad = await createCredentials({ env: { ETL_CRED_CLICKHOUSE_FILE: file } }).resolve('clickhouse').catch((e) => e);
+    expect(bad.message).toBe('the file named by ETL_CRED_CLICKHOUSE_FILE is not a JSON object');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('fails clearly, naming where it looked and never the value', async () => {
     const c = createCredentials({ env: { ETL_CRED_BIGQUERY: '{not json secret-value-777' } });
     const err = await c.resolve('bigquery').catch((e) => e);
@@ -51,7 +73,7 @@ describe('credentials', () => {
     expect(err.message).toBe('ETL_CRED_BIGQUERY is not a JSON object');
     const missing = await requireCredential(createCredentials({ env: {} }), 'yespo/brand_b').catch((e) => e);
     expect(missing).toBeInstanceOf(NonRetryableError);
-    expect(missing.message).toMatch(/no credential named "yespo\/brand_b".*ETL_CRED_YESPO_BRAND_B/);
+    expect(missing.message).toMatch(/no credential named "yespo\/brand_b".*ETL_CRED_YESPO_BRAND_B.*ETL_CRED_YESPO_BRAND_B_FILE/);
     await expect(createCredentials({ serviceUrl: url, env: {} }).resolve('broken')).rejects.toThrow(/answered 500 for broken/);
   });
 });

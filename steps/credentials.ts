@@ -1,9 +1,11 @@
+import { readFile } from 'node:fs/promises';
 import { registerSecrets } from '../lib/redact';
 import { NonRetryableError } from '../lib/errors';
 
 /**
  * Credentials by name (`bigquery`, `clickhouse`, `yespo/OVAGO`, …): first the shared
- * credential service, else the env var ETL_CRED_<NAME> holding JSON. Cached for a short
+ * credential service, else the env var ETL_CRED_<NAME> holding JSON, else the file named by
+ * ETL_CRED_<NAME>_FILE. Cached for a short
  * TTL. Every secret value is registered with the redactor the moment it is read, and an
  * error never includes a value, only the name and where it was looked for.
  */
@@ -47,23 +49,41 @@ export function createCredentials(opts: {
     return body as Credential;
   }
 
-  function fromEnv(name: string): Credential | null {
-    const v = opts.env[envVarFor(name)];
-    if (!v) return null;
+  function parseJsonObject(v: string, where: string): Credential {
     try {
       const parsed = JSON.parse(v) as unknown;
       if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
       return parsed as Credential;
     } catch {
-      throw new NonRetryableError(`${envVarFor(name)} is not a JSON object`);
+      throw new NonRetryableError(`${where} is not a JSON object`);
     }
+  }
+
+  function fromEnv(name: string): Credential | null {
+    const v = opts.env[envVarFor(name)];
+    return v ? parseJsonObject(v, envVarFor(name)) : null;
+  }
+
+  /** ETL_CRED_<NAME>_FILE: a file holding the JSON (Docker/Kubernetes secrets). */
+  async function fromFile(name: string): Promise<Credential | null> {
+    const fileVar = `${envVarFor(name)}_FILE`;
+    const file = opts.env[fileVar];
+    if (!file) return null;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new NonRetryableError(`${fileVar} names a file that cannot be read (${code})`);
+    }
+    return parseJsonObject(text, `the file named by ${fileVar}`);
   }
 
   return {
     async resolve(name) {
       const hit = cache.get(name);
       if (hit && Date.now() - hit.at < ttl) return hit.value;
-      const value = (await fromService(name)) ?? fromEnv(name);
+      const value = (await fromService(name)) ?? fromEnv(name) ?? (await fromFile(name));
       if (value) registerSecrets(value);
       cache.set(name, { value, at: Date.now() });
       return value;
@@ -76,7 +96,7 @@ export async function requireCredential(source: CredentialSource, name: string):
   const c = await source.resolve(name);
   if (!c) {
     throw new NonRetryableError(
-      `no credential named "${name}": configure it in the credential service or set ${envVarFor(name)} to its JSON`);
+      `no credential named "${name}": configure it in the credential service, set ${envVarFor(name)} to its JSON, or ${envVarFor(name)}_FILE to a file holding it`);
   }
   return c;
 }

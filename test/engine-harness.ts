@@ -50,7 +50,7 @@ export async function createHarness(opts: { redisUrl?: string; pgBase?: string; 
   const engine = createEngine({ db, redis, queueName, registry, log: silentLog });
   const worker = opts.startWorker === false ? undefined : await startWorkerRuntime({
     db, redisUrl, queueName, registry, services: { redis, prefix }, log: silentLog,
-    reconcileIntervalMs: 500, reconcileGraceMs: 1_000, cancelPollMs: 500,
+    reconcileIntervalMs: 500, reconcileGraceMs: 1_000, cancelPollMs: 500, heartbeat: {},
   });
   const run = async (runId: string): Promise<RunRow> => {
     const r = await db.pool.query(

@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -46,6 +47,12 @@ describe('npm start', () => {
       const api = (path: string, init: RequestInit = {}) =>
         fetch(`http://localhost:${port}/api/etl${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
       expect((await api('/pipelines', { headers: {} })).status).toBe(200);
+      // Loopback only: the api is not reachable on the machine's other addresses.
+      const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+      if (external) {
+        expect(await fetch(`http://${external.address}:${port}/healthz`, { signal: AbortSignal.timeout(3_000) }).then((r) => r.status, () => 'refused'))
+          .toBe('refused');
+      }
       const { pipelines } = await (await api('/pipelines')).json() as { pipelines: { id: string; sandbox: boolean }[] };
       expect(pipelines.map((p) => p.id).sort()).toEqual(registry.map((p) => p.id).sort());
       expect(pipelines.every((p) => p.sandbox)).toBe(true);

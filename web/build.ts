@@ -13,7 +13,9 @@ export interface BuildResult {
 }
 
 /** outDir is resolved against the current working directory (default: web/dist from the repo root). */
-export async function buildWeb(outDir = 'web/dist'): Promise<BuildResult> {
+/** `sourcemap: false` for the production page (SPEC §7): no map is emitted or served. */
+export async function buildWeb(outDir = 'web/dist', o: { sourcemap?: boolean } = {}): Promise<BuildResult> {
+  const sourcemap = o.sourcemap ?? true;
   const out = path.resolve(outDir);
   await mkdir(out, { recursive: true });
   await build({
@@ -21,7 +23,7 @@ export async function buildWeb(outDir = 'web/dist'): Promise<BuildResult> {
     outfile: path.join(out, 'app.js'),
     bundle: true,
     minify: true,
-    sourcemap: true,
+    sourcemap,
     format: 'iife',
     platform: 'browser',
     target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
@@ -32,7 +34,7 @@ export async function buildWeb(outDir = 'web/dist'): Promise<BuildResult> {
   for (const f of ['index.html', 'styles.css']) {
     await copyFile(path.join(webDir, f), path.join(out, f));
   }
-  return { outDir: out, files: ['index.html', 'styles.css', 'app.js', 'app.js.map'] };
+  return { outDir: out, files: ['index.html', 'styles.css', 'app.js', ...(sourcemap ? ['app.js.map'] : [])] };
 }
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href;

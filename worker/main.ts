@@ -9,6 +9,7 @@ const { log, db, services, pipelines, close } = createDeps(config, 'worker');
 const rt = await startWorkerRuntime({
   db, redisUrl: config.REDIS_URL, queueName: config.ETL_QUEUE, registry: pipelines.registry, services, log,
   concurrency: config.WORKER_CONCURRENCY, scheduler: {}, retentionDays: config.CHECKPOINT_RETENTION_DAYS,
+  heartbeat: { file: config.WORKER_HEARTBEAT_FILE },
 });
 log.info({ queue: config.ETL_QUEUE, concurrency: config.WORKER_CONCURRENCY }, 'worker started');
 

@@ -77,15 +77,20 @@ async function repairRuns(deps: ReconcilerDeps): Promise<{ rebuilt: number; fail
   return { rebuilt, failed };
 }
 
-export function startReconciler(deps: ReconcilerDeps & { intervalMs?: number }): { stop(): Promise<void> } {
+export function startReconciler(deps: ReconcilerDeps & { intervalMs?: number }): { stop(): Promise<void>; lastPassAt(): number } {
   let running: Promise<unknown> = Promise.resolve();
+  // When a pass last finished, successful or not (the heartbeat's "reconciler alive").
+  let lastPassAt = Date.now();
   const tick = () => {
-    running = reconcileOnce(deps).catch((err) => deps.log.warn({ err: String(err) }, 'reconciler pass failed; will retry'));
+    running = reconcileOnce(deps)
+      .catch((err) => deps.log.warn({ err: String(err) }, 'reconciler pass failed; will retry'))
+      .finally(() => (lastPassAt = Date.now()));
   };
   const timer = setInterval(tick, deps.intervalMs ?? 15_000);
   timer.unref();
   tick();
   return {
+    lastPassAt: () => lastPassAt,
     async stop() {
       clearInterval(timer);
       await running;

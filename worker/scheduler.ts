@@ -1,5 +1,7 @@
 import type { Database } from '../db/client';
+import { recordAudit } from '../db/audit';
 import * as sched from '../db/schedule';
+import type { Actor } from '../db/schema';
 import { fireTimesBetween, nextFireTime, validateSchedule } from '../lib/cron';
 import type { Logger } from '../lib/logger';
 import { ConflictError } from '../lib/errors';
@@ -11,6 +13,8 @@ import type { Engine } from '../workflows/engine/engine';
  * claims them by inserting them into the tick log (primary key = pipeline + tick, so
  * exactly one replica wins each tick) and fires the ones it won. Postgres holds all
  * state, so edits to cron, zone or enabled take effect on the next pass, no restart.
+ *
+ * Disabled pipelines write no tick rows; their cursor advances all the same.
  *
  * A tick found more than `lateMs` after it was due was missed while no scheduler ran;
  * the pipeline's catch-up policy decides: none (log it missed), latest (fire only the
@@ -28,13 +32,20 @@ export interface SchedulerOptions {
    *  `watchdogMs`, reported as an error. */
   retryPendingMs?: number;
   watchdogMs?: number;
+  /** Test hook: run six-field (seconds) schedules. Off, such a schedule is invalid and
+   *  never fires: minute resolution is the contract (SPEC §7). */
+  allowSeconds?: boolean;
 }
+
+const SCHEDULE: Actor = { kind: 'schedule' };
 
 export interface SchedulerStats {
   passes: number;
   fired: number;
   overduePending: number;
   lastPassMs: number;
+  /** When the loop last finished a pass, successful or not (the heartbeat's "loop alive"). */
+  lastLoopAt: number;
 }
 
 export function createScheduler(o: SchedulerOptions) {
@@ -43,7 +54,7 @@ export function createScheduler(o: SchedulerOptions) {
   // Per pipeline: when its next tick is due, so most passes skip the cron maths.
   const nextDue = new Map<string, { key: string; at: number }>();
   const invalidLogged = new Set<string>();
-  const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0 };
+  const stats: SchedulerStats = { passes: 0, fired: 0, overduePending: 0, lastPassMs: 0, lastLoopAt: now() };
 
   /** Starts the runs of claimed ticks in bulk and records each tick's outcome. */
   async function fire(ticks: sched.TickClaim[]): Promise<void> {
@@ -52,7 +63,7 @@ export function createScheduler(o: SchedulerOptions) {
       const started = now();
       let results: Awaited<ReturnType<Engine['triggerMany']>>;
       try {
-        results = await o.engine.triggerMany(batch.map((t) => ({ pipelineId: t.pipelineId, trigger: 'schedule' as const, scheduledFor: t.scheduledFor })));
+        results = await o.engine.triggerMany(batch.map((t) => ({ pipelineId: t.pipelineId, trigger: 'schedule' as const, scheduledFor: t.scheduledFor, actor: SCHEDULE })));
       } catch (err) {
         o.log.error({ ticks: batch.length, err: String(err) }, 'could not fire ticks; they stay pending and are retried');
         continue;
@@ -77,10 +88,21 @@ export function createScheduler(o: SchedulerOptions) {
         }
       });
       await sched.resolveTicks(o.db.pool, outcomes);
+      const scheduled = batch.flatMap((t, j) => {
+        const r = results[j]!;
+        return 'runId' in r ? [{ actor: SCHEDULE, action: 'run.scheduled', pipelineId: t.pipelineId, runId: r.runId,
+          details: { scheduledFor: t.scheduledFor.toISOString(), catchUp: t.catchUp } }] : [];
+      });
+      // The runs and ticks are committed: a failed audit insert is reported, not retried.
+      await recordAudit(o.db.pool, scheduled).catch((err: unknown) => o.log.error({ runs: scheduled.length, err: String(err) }, 'could not record scheduled runs in the audit log'));
     }
   }
 
   function classify(row: sched.ScheduleRow, due: Date[], at: number): sched.TickClaim[] {
+    // A disabled pipeline's ticks are not logged: a tick row per due tick of every disabled
+    // pipeline is write load and noise with nothing to learn from. Its cursor still moves
+    // (see pass), so enabling it later does not replay the disabled period.
+    if (!row.enabled) return [];
     const claims: sched.TickClaim[] = [];
     const late = due.filter((d) => at - d.getTime() > lateMs);
     const onTime = due.filter((d) => at - d.getTime() <= lateMs);
@@ -109,7 +131,7 @@ export function createScheduler(o: SchedulerOptions) {
       const k = `${row.cron}|${row.timezone}|${row.cursor!.getTime()}|${row.catchupCap}`;
       let m = memo.get(k);
       if (!m) {
-        const invalid = validateSchedule(row.cron, row.timezone);
+        const invalid = validateSchedule(row.cron, row.timezone, { allowSeconds: o.allowSeconds });
         // Walk at most a bounded number of ticks: after a long downtime only the recent
         // ones matter to the catch-up policy.
         const due = invalid ? [] : fireTimesBetween(row.cron, row.timezone, row.cursor!, at, Math.max(row.catchupCap, 1) + 50);
@@ -188,6 +210,7 @@ export function startScheduler(o: SchedulerOptions): { stop(): Promise<void>; st
       }
     })();
     running.finally(() => {
+      s.stats.lastLoopAt = Date.now();
       if (stopped) return;
       // Align passes to the wall-clock interval (plus a few ms), so a tick is seen
       // right after it falls due.

@@ -5,11 +5,13 @@ import type { Database } from '../db/client';
 import { cancelledAmong } from '../db/runs';
 import type { Logger } from '../lib/logger';
 import { StepAbortedError } from '../lib/errors';
+import { forgetWorker } from '../lib/worker-presence';
 import type { Registry } from '../workflows/engine/define';
 import { createEngine, type Engine } from '../workflows/engine/engine';
 import { cancelChannel } from '../workflows/engine/events';
 import { backoffDelay, type StepJobData } from '../workflows/engine/flow';
 import { ActiveSteps, createRunner } from '../workflows/engine/runner';
+import { startHeartbeat } from './heartbeat';
 import { startReconciler } from './reconciler';
 import { startScheduler, type SchedulerOptions, type SchedulerStats } from './scheduler';
 
@@ -35,7 +37,9 @@ export interface WorkerRuntimeOptions {
   /** How often running steps check Postgres for a cancel they may have missed on pub/sub. */
   cancelPollMs?: number;
   /** Run the cron scheduler in this process (every replica may; ticks are claimed in Postgres). */
-  scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now'>>;
+  scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now' | 'allowSeconds'>>;
+  /** The health heartbeat (worker/heartbeat.ts); `file` is what the container healthcheck reads. */
+  heartbeat?: { file?: string; intervalMs?: number };
 }
 
 export interface WorkerRuntime {
@@ -87,12 +91,24 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
   const scheduler = o.scheduler === false || o.scheduler === undefined ? undefined
     : startScheduler({ db: o.db, engine, log: o.log, workerId, ...o.scheduler });
 
+  const reconcileEvery = o.reconcileIntervalMs ?? 15_000;
+  const heartbeat = o.heartbeat && startHeartbeat({
+    queueName: o.queueName, workerId, log: o.log, file: o.heartbeat.file, intervalMs: o.heartbeat.intervalMs,
+    // `blocking` is the connection the BullMQ worker was given (it duplicates it for BZPOPMIN).
+    redis: [commands, blocking], workerRunning: () => worker.isRunning(),
+    schedulerAt: scheduler && (() => scheduler.stats.lastLoopAt),
+    reconcilerAt: reconciler.lastPassAt, reconcilerMaxAgeMs: 2 * reconcileEvery + 60_000,
+    activeSteps: () => active.size,
+  });
+
   return {
     engine,
     worker,
     scheduler: scheduler?.stats,
     async close(graceMs = 20_000) {
       clearInterval(poll);
+      await heartbeat?.stop();
+      if (heartbeat) await forgetWorker(commands, o.queueName, workerId).catch(() => {});
       await scheduler?.stop();
       await reconciler.stop();
       const closing = worker.close();

@@ -5,6 +5,7 @@ import { jsonBytes, type ReadCache } from '../read-cache';
 import { nextFireTime, validateCron, validateTimezone } from '../../lib/cron';
 import { NotFoundError } from '../../lib/errors';
 import type { AppDeps } from '../context';
+import { createAudit } from '../audit';
 import { BadRequestError } from '../errors';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
@@ -15,12 +16,16 @@ const notFound = { description: 'no such pipeline', schema: s.ErrorResponse };
 const badInput = { description: 'invalid body or query', schema: s.ErrorResponse };
 
 // Config is editable in Postgres; an operator may have put a credential in it by mistake.
-const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|private[-_]?key|credential|authorization/i;
+// `credential` names which credential to resolve (e.g. yespo/OVAGO): a name is shown; a
+// credential pasted in its place (an object) is not.
+const SECRET_KEY = /pass(word)?|secret|token|api[-_]?key|private[-_]?key|authorization/i;
+const CREDENTIAL_KEY = /^credentials?$/i;
 function redactConfig(v: unknown, depth = 0): unknown {
   if (depth > 20) return '[redacted]';
   if (Array.isArray(v)) return v.map((x) => redactConfig(x, depth + 1));
   if (v && typeof v === 'object') {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEY.test(k) ? '[redacted]' : redactConfig(x, depth + 1)]));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k,
+      SECRET_KEY.test(k) || (CREDENTIAL_KEY.test(k) && typeof x !== 'string') ? '[redacted]' : redactConfig(x, depth + 1)]));
   }
   return v;
 }
@@ -48,6 +53,7 @@ function nextFireCache(max = 1_000): (cron: string, tz: string) => Date | null {
 
 export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
   const { db, engine } = deps;
+  const audit = createAudit(deps);
   const nextFire = nextFireCache();
 
   const present = async (p: PipelineView) => ({
@@ -85,30 +91,33 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         },
       }),
       route({
-        method: 'POST', path: '/pipelines/:id/trigger', tag: 'pipelines', summary: 'Start a run now',
+        method: 'POST', path: '/pipelines/:id/trigger', tag: 'pipelines', summary: 'Start a run now', operator: true,
         params: s.PipelineParams, body: s.TriggerBody,
         responses: {
           202: { description: 'the run was queued', schema: s.Accepted }, 400: badInput, 404: notFound,
           409: { description: 'a run is active and the pipeline does not allow overlap (run_active)', schema: s.ErrorResponse },
         },
         handler: async (c, { params, body }) => {
-          const r = await engine.trigger(params.id, { trigger: 'manual', params: body.params ?? {} });
+          const r = await engine.trigger(params.id, { trigger: 'manual', params: body.params ?? {}, actor: c.get('principal').actor });
           cache.invalidatePipeline(params.id);
+          await audit(c, { action: 'pipeline.trigger', pipelineId: params.id, runId: r.runId, details: { params: Object.keys(body.params ?? {}) } });
           return c.json(r, 202);
         },
       }),
       route({
-        method: 'POST', path: '/pipelines/:id/enable', tag: 'pipelines', summary: 'Enable or disable the schedule',
+        method: 'POST', path: '/pipelines/:id/enable', tag: 'pipelines', summary: 'Enable or disable the schedule', operator: true,
         params: s.PipelineParams, body: s.EnableBody, bodyRequired: true,
         responses: { 200: { description: 'the updated pipeline', schema: s.PipelineEnvelope }, 400: badInput, 404: notFound },
         handler: async (c, { params, body }) => {
           if (!(await updatePipeline(db.pool, params.id, { enabled: body.enabled }))) throw new NotFoundError(`pipeline ${params.id}`);
           cache.invalidatePipeline(params.id);
+          engine.events?.pipeline(params.id);
+          await audit(c, { action: 'pipeline.enable', pipelineId: params.id, details: { enabled: body.enabled } });
           return c.json({ pipeline: await load(params.id) });
         },
       }),
       route({
-        method: 'PUT', path: '/pipelines/:id/cron', tag: 'pipelines', summary: 'Change the schedule',
+        method: 'PUT', path: '/pipelines/:id/cron', tag: 'pipelines', summary: 'Change the schedule', operator: true,
         params: s.PipelineParams, body: s.CronBody, bodyRequired: true,
         responses: {
           200: { description: 'the updated pipeline', schema: s.PipelineEnvelope },
@@ -122,6 +131,8 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           if (tzError) throw new BadRequestError('invalid_timezone', tzError);
           if (!(await updatePipeline(db.pool, params.id, { cron, timezone: body.timezone }))) throw new NotFoundError(`pipeline ${params.id}`);
           cache.invalidatePipeline(params.id);
+          engine.events?.pipeline(params.id);
+          await audit(c, { action: 'pipeline.cron', pipelineId: params.id, details: { cron, timezone: body.timezone } });
           return c.json({ pipeline: await load(params.id) });
         },
       }),

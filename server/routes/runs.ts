@@ -5,7 +5,9 @@ import { HttpError } from '../errors';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
 import { jsonBytes, type ReadCache } from '../read-cache';
-import { streamEvents } from '../sse';
+import { createAudit } from '../audit';
+import { sessionLoader } from '../auth';
+import { createStreamSlots, streamEvents } from '../sse';
 
 /** Runs: the drilldown, operator actions, and the live event stream (SPEC §6). */
 
@@ -16,6 +18,9 @@ const conflict = (why: string) => ({ description: why, schema: s.ErrorResponse }
 
 export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
   const { db, engine } = deps;
+  const audit = createAudit(deps);
+  const slots = createStreamSlots(deps.sse?.maxStreams ?? 500);
+  const sessions = sessionLoader({ redis: deps.redis, operatorRoles: deps.config.operatorRoles });
   /** A mutation's result, after forgetting what this process cached about the run. */
   const changed = async <T>(runId: string, p: Promise<T>): Promise<T> => {
     try {
@@ -55,42 +60,62 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
       }),
       route({
         method: 'POST', path: '/runs/:runId/steps/:step/retry', tag: 'actions', summary: 'Retry a failed step; the run then continues',
-        params: s.StepParams, body: s.NoBody,
+        params: s.StepParams, body: s.NoBody, operator: true,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the step is not failed (step_not_failed) or the run is active (run_active)') },
-        handler: async (c, { params }) => c.json(await changed(params.runId, engine.retryStep(params.runId, params.step)), 202),
+        handler: async (c, { params }) => {
+          const r = await changed(params.runId, engine.retryStep(params.runId, params.step));
+          await audit(c, { action: 'run.retry', runId: params.runId, details: { step: params.step } });
+          return c.json(r, 202);
+        },
       }),
       route({
         method: 'POST', path: '/runs/:runId/resume', tag: 'actions', summary: 'Re-run every step not yet succeeded, reusing succeeded ones',
-        params: s.RunParams, body: s.NoBody,
+        params: s.RunParams, body: s.NoBody, operator: true,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run is active (run_active) or succeeded (run_succeeded)') },
-        handler: async (c, { params }) => c.json(await changed(params.runId, engine.resume(params.runId)), 202),
+        handler: async (c, { params }) => {
+          const r = await changed(params.runId, engine.resume(params.runId));
+          await audit(c, { action: 'run.resume', runId: params.runId });
+          return c.json(r, 202);
+        },
       }),
       route({
         method: 'POST', path: '/runs/:runId/rerun', tag: 'actions',
         summary: 'Start a new run of the same pipeline from a step, reusing this run\'s checkpoints before it',
-        params: s.RunParams, body: s.RerunBody, bodyRequired: true,
+        params: s.RunParams, body: s.RerunBody, bodyRequired: true, operator: true,
         responses: {
           202: { description: 'the new run was queued', schema: s.Accepted }, 400: badInput, 404: runNotFound,
           409: conflict('an earlier step has no checkpoint (checkpoint_missing) or the pipeline has an active run (run_active)'),
         },
-        handler: async (c, { params, body }) => c.json(await changed(params.runId, engine.rerunFrom(params.runId, body.fromStep, body.params)), 202),
+        handler: async (c, { params, body }) => {
+          const r = await changed(params.runId, engine.rerunFrom(params.runId, body.fromStep, body.params, c.get('principal').actor));
+          await audit(c, { action: 'run.rerun', runId: r.runId, details: { fromRunId: params.runId, fromStep: body.fromStep } });
+          return c.json(r, 202);
+        },
       }),
       route({
         method: 'POST', path: '/runs/:runId/cancel', tag: 'actions', summary: 'Stop a queued or running run',
-        params: s.RunParams, body: s.NoBody,
+        params: s.RunParams, body: s.NoBody, operator: true,
         responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run already finished (run_finished)') },
-        handler: async (c, { params }) => c.json(await changed(params.runId, engine.cancel(params.runId)), 202),
+        handler: async (c, { params }) => {
+          const r = await changed(params.runId, engine.cancel(params.runId));
+          await audit(c, { action: 'run.cancel', runId: params.runId });
+          return c.json(r, 202);
+        },
       }),
       route({
         method: 'GET', path: '/events', tag: 'events', summary: 'Server-Sent Events: run and step status changes',
         query: s.EventsQuery,
         responses: {
           200: { description: 'an event stream; each `message` event is one JSON run or step event', contentType: 'text/event-stream' },
-          503: { description: 'live events are not available in this process', schema: s.ErrorResponse },
+          503: { description: 'live events are not available in this process, or too many streams are open (too_many_streams)', schema: s.ErrorResponse },
         },
         handler: (c) => {
           if (!deps.subscribeEvents) throw new HttpError(503, 'events_unavailable', 'live events are not available');
-          return streamEvents(c, deps.subscribeEvents, deps.sse);
+          const p = c.get('principal');
+          const session = p.kind === 'session'
+            ? { expiresAt: p.expiresAt, stillValid: async () => (await sessions(p.sessionId)) !== null }
+            : undefined;
+          return streamEvents(c, deps.subscribeEvents, { ...deps.sse, slots, session });
         },
       }),
     ],

@@ -156,7 +156,10 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
     const saved = async () => (await env.t.h.db.pool.query('select cron, timezone, enabled from etl_pipelines where id = $1', ['sched'])).rows[0];
 
     await cron.fill('every day');
-    expect(await msg.textContent()).toMatch(/expected 5 or 6 fields/i);
+    expect(await msg.textContent()).toMatch(/expected 5 fields/i);
+    expect(await save.isDisabled()).toBe(true);
+    await cron.fill('* * * * * *');
+    expect(await msg.textContent()).toMatch(/seconds are not supported/i);
     expect(await save.isDisabled()).toBe(true);
 
     // Passes the page's quick check; the server is the authority and refuses it.

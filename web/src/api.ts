@@ -1,5 +1,5 @@
 // Thin client for /api/etl. Same origin, cookie session or a bearer token kept in localStorage.
-import type { Pipeline, Run, RunsPage, Step } from './types';
+import type { Actor, Pipeline, Run, RunsPage, Step } from './types';
 
 export const API_BASE = '/api/etl';
 const TOKEN_KEY = 'etl.apiToken';
@@ -100,9 +100,16 @@ export const api = {
   resume: (runId: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/resume`),
   rerun: (runId: string, fromStep: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/rerun`, { fromStep }),
   cancel: (runId: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/cancel`),
+  me: () => request<{ actor: Actor; operator: boolean; operatorRoles: string[] }>('GET', '/me'),
+  eventsTicket: () => request<{ ticket: string }>('POST', '/events/ticket').then((r) => r.ticket),
 };
 
-export function eventsUrl(): string {
-  const token = getToken();
-  return `${API_BASE}/events` + (token ? `?token=${enc(token)}` : '');
+/**
+ * The event stream's URL. A cookie session needs nothing in it (EventSource sends the
+ * cookie); with a stored API token, which EventSource cannot send as a header, a one-time
+ * ticket goes in the URL instead: the token itself never does (it would reach access logs).
+ */
+export async function eventsUrl(): Promise<string> {
+  if (!getToken()) return `${API_BASE}/events`;
+  return `${API_BASE}/events?ticket=${enc(await api.eventsTicket())}`;
 }

@@ -7,8 +7,8 @@ export function validateCron(expr: string): string | null {
   const s = expr.trim();
   if (!s) return 'Cron expression is required.';
   const fields = s.split(/\s+/);
-  if (fields.length !== 5 && fields.length !== 6) {
-    return `Expected 5 or 6 fields, got ${fields.length}.`;
+  if (fields.length !== 5) {
+    return `Expected 5 fields (minute hour day month weekday), got ${fields.length}${fields.length === 6 ? ': seconds are not supported' : ''}.`;
   }
   const bad = fields.find((f) => !FIELD_RE.test(f));
   if (bad !== undefined) return `Invalid field "${bad}".`;

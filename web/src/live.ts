@@ -30,12 +30,26 @@ export function connectLive(onEvent: (ev: LiveEvent) => void, onState: (s: LiveS
     if (ev) onEvent(ev);
   };
 
-  function open(): void {
+  let opening = 0;
+  async function open(): Promise<void> {
     if (timer) clearTimeout(timer);
     timer = null;
     es?.close();
+    es = null;
     onState(down ? 'reconnecting' : 'connecting', false);
-    const src = new EventSource(eventsUrl(), { withCredentials: true });
+    const mine = ++opening;
+    let url: string;
+    try {
+      url = await eventsUrl();
+    } catch {
+      down = true;
+      onState('reconnecting', false);
+      timer = setTimeout(() => void open(), backoff);
+      backoff = Math.min(backoff * 2, 30_000);
+      return;
+    }
+    if (mine !== opening) return; // a newer open() took over
+    const src = new EventSource(url, { withCredentials: true });
     es = src;
     src.onopen = () => {
       backoff = 1000;
@@ -49,14 +63,16 @@ export function connectLive(onEvent: (ev: LiveEvent) => void, onState: (s: LiveS
       if (es !== src) return;
       down = true;
       onState('reconnecting', false);
-      if (src.readyState === EventSource.CLOSED) {
-        // the browser gave up (e.g. HTTP error): retry ourselves with backoff
-        timer = setTimeout(open, backoff);
+      // The browser gave up (e.g. HTTP error), or would retry with a spent ticket: retry
+      // ourselves with backoff (and a fresh ticket).
+      if (src.readyState === EventSource.CLOSED || url.includes('ticket=')) {
+        src.close();
+        timer = setTimeout(() => void open(), backoff);
         backoff = Math.min(backoff * 2, 30_000);
       }
     };
   }
 
-  open();
-  return { reconnect: open };
+  void open();
+  return { reconnect: () => void open() };
 }

@@ -1,5 +1,6 @@
 // Entry point: shell, hash router, live updates.
-import { getToken, setToken, setUnauthorizedHandler } from './api';
+import { readOnlyReason, setAccess } from './access';
+import { api, getToken, setToken, setUnauthorizedHandler } from './api';
 import { h, replaceChildren } from './dom';
 import { durationMs, fmtDuration } from './format';
 import { connectLive, type LiveState } from './live';
@@ -8,10 +9,12 @@ import { runView } from './run';
 import { runsView } from './runs';
 import type { LiveEvent, View } from './types';
 import { showLogin } from './ui';
+import { workersBanner } from './workers';
 
 const liveDot = h('span', { class: 'live', 'data-testid': 'live-indicator', 'data-state': 'connecting', title: 'Live updates' }, 'connecting');
 const tokenBtn = h('button', { type: 'button', class: 'btn btn-small btn-ghost', 'data-testid': 'forget-token', hidden: true }, 'Forget API token');
 const viewRoot = h('main', { class: 'view', id: 'view' });
+const readOnly = h('div', { class: 'notice', 'data-testid': 'read-only-notice', role: 'status', hidden: true });
 
 let current: View | null = null;
 let debounce: ReturnType<typeof setTimeout> | null = null;
@@ -75,8 +78,23 @@ function boot(): void {
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'ETL operations'),
       h('div', { class: 'topbar-right' }, liveDot, tokenBtn)),
+    workersBanner(),
+    readOnly,
     viewRoot);
   replaceChildren(document.body, shell);
+
+  // Who is signed in decides which actions are enabled: ask before drawing any view.
+  const start = async () => {
+    try {
+      const me = await api.me();
+      setAccess(me);
+      readOnly.hidden = me.operator;
+      readOnly.textContent = me.operator ? '' : `${readOnlyReason()} You can look at everything, but not start, retry, cancel or reschedule.`;
+    } catch {
+      /* 401 shows the login form (its handler calls start again); other errors: the views say so */
+    }
+    route();
+  };
 
   const live = connectLive(onLiveEvent, onLiveState);
   setUnauthorizedHandler((hadToken) => {
@@ -85,19 +103,19 @@ function boot(): void {
     showLogin(hadToken, () => {
       updateTokenBtn();
       live.reconnect();
-      route();
+      void start();
     });
   });
   tokenBtn.addEventListener('click', () => {
     setToken(null);
     updateTokenBtn();
     live.reconnect();
-    route();
+    void start();
   });
   updateTokenBtn();
 
   window.addEventListener('hashchange', route);
-  route();
+  void start();
 
   // keep open durations counting
   setInterval(() => {

@@ -1,4 +1,5 @@
 // View #/ : the pipelines table with inline schedule editing, enable toggle and "Run now".
+import { canOperate, guard } from './access';
 import { api } from './api';
 import { knownTimezones, validateCron, validateTimezone } from './cron';
 import { h, replaceChildren } from './dom';
@@ -42,7 +43,8 @@ class PipelineRow {
     this.toggle = h('input', { type: 'checkbox', class: 'switch', role: 'switch', 'data-testid': `toggle-enabled-${id}`, 'aria-label': `Enable ${id}` });
     this.toggle.addEventListener('change', () => void this.setEnabled(this.toggle.checked));
 
-    const runBtn = h('button', { type: 'button', class: 'btn btn-primary btn-small', 'data-testid': `run-now-${id}` }, 'Run now');
+    const runBtn = guard(h('button', { type: 'button', class: 'btn btn-primary btn-small', 'data-testid': `run-now-${id}` }, 'Run now'));
+    for (const el of [this.cronInput, this.tzInput, this.saveBtn, this.toggle]) guard(el);
     runBtn.addEventListener('click', () => void this.runNow(runBtn));
 
     this.tr = h(
@@ -69,7 +71,7 @@ class PipelineRow {
     this.cronMsg.classList.toggle('error', msg !== null);
     this.cronInput.classList.toggle('invalid', validateCron(this.cronInput.value) !== null);
     this.tzInput.classList.toggle('invalid', validateTimezone(this.tzInput.value) !== null);
-    this.saveBtn.disabled = msg !== null || !this.dirty();
+    this.saveBtn.disabled = !canOperate() || msg !== null || !this.dirty();
     return msg === null;
   }
 
@@ -110,7 +112,7 @@ class PipelineRow {
     }
     this.validate();
     this.toggle.checked = p.enabled;
-    this.toggle.disabled = false;
+    this.toggle.disabled = !canOperate();
     this.toggleText.textContent = p.enabled ? 'On' : 'Off';
     this.tr.classList.toggle('is-disabled', !p.enabled);
   }
@@ -132,7 +134,7 @@ class PipelineRow {
       toast('error', `Schedule not saved: ${errorMessage(err)}`);
     } finally {
       setBusy(this.saveBtn, false);
-      this.saveBtn.disabled = !this.dirty();
+      this.saveBtn.disabled = !canOperate() || !this.dirty();
     }
   }
 
@@ -144,7 +146,7 @@ class PipelineRow {
       toast('ok', `${p.id} ${p.enabled ? 'enabled' : 'disabled'}`);
     } catch (err) {
       this.toggle.checked = this.p.enabled;
-      this.toggle.disabled = false;
+      this.toggle.disabled = !canOperate();
       toast('error', `Could not ${enabled ? 'enable' : 'disable'} ${this.p.id}: ${errorMessage(err)}`);
     }
   }

@@ -1,4 +1,5 @@
 // View #/runs/<runId> : the run drilldown (header, actions, step timeline).
+import { actorLabel, guard } from './access';
 import { api, ApiError } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, fmtCount, pill, timeEl } from './format';
@@ -41,24 +42,24 @@ export function runView(root: HTMLElement, runId: string): View {
   function actions(r: Run): HTMLElement {
     const box = h('div', { class: 'toolbar' });
     if (r.status === 'failed' || r.status === 'cancelled') {
-      box.appendChild(h('button', {
+      box.appendChild(guard(h('button', {
         type: 'button', class: 'btn btn-primary', 'data-testid': 'resume-run',
         onclick: () => void confirmAndRun(
           { title: 'Resume this run?', message: 'Re-runs every step that has not succeeded; succeeded steps are reused, not executed again.', okLabel: 'Resume' },
           () => api.resume(r.id),
           () => ['Run resumed.'],
         ).then(after),
-      }, 'Resume'));
+      }, 'Resume')));
     }
     if (r.status === 'queued' || r.status === 'running') {
-      box.appendChild(h('button', {
+      box.appendChild(guard(h('button', {
         type: 'button', class: 'btn btn-danger', 'data-testid': 'cancel-run',
         onclick: () => void confirmAndRun(
           { title: 'Cancel this run?', message: 'Stops the run; the running step is aborted and the remaining steps are marked cancelled.', okLabel: 'Cancel run', danger: true },
           () => api.cancel(r.id),
           () => ['Cancellation requested.'],
         ).then(after),
-      }, 'Cancel'));
+      }, 'Cancel')));
     }
     return box;
   }
@@ -76,6 +77,7 @@ export function runView(root: HTMLElement, runId: string): View {
         h('dl', { class: 'facts' },
           fact('Pipeline', h('a', { href: pHref, class: 'mono' }, r.pipelineId)),
           fact('Trigger', r.trigger),
+          fact('Triggered by', h('span', { 'data-testid': 'run-triggered-by' }, actorLabel(r.triggeredBy))),
           fact('Created', timeEl(r.createdAt)),
           fact('Started', timeEl(r.startedAt)),
           fact('Finished', timeEl(r.finishedAt)),

@@ -1,4 +1,5 @@
 // View #/pipelines/<id> : runs of one pipeline, newest first, filter + "Load more".
+import { actorLabel, guard } from './access';
 import { api } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, fmtCount, pill, timeEl } from './format';
@@ -25,7 +26,7 @@ function runRow(r: Run): HTMLTableRowElement {
     { 'data-testid': `run-row-${r.id}`, 'data-run-id': r.id },
     h('td', { 'data-label': 'Run' }, h('a', { class: 'mono', href, title: r.id }, shortId(r.id))),
     h('td', { 'data-label': 'Status' }, h('a', { href, class: 'pill-link' }, pill(r.status))),
-    h('td', { 'data-label': 'Trigger' }, r.trigger),
+    h('td', { 'data-label': 'Trigger' }, r.trigger, r.triggeredBy ? h('div', { class: 'small muted', 'data-testid': `triggered-by-${r.id}` }, actorLabel(r.triggeredBy)) : null),
     h('td', { 'data-label': 'Started', class: 'small' }, timeEl(r.startedAt ?? r.createdAt)),
     h('td', { 'data-label': 'Duration', class: 'num' }, durationEl(r.startedAt, r.finishedAt, active)),
     h('td', { 'data-label': 'Rows in / out', class: 'num' }, r.rows ? `${fmtCount(r.rows.in)} / ${fmtCount(r.rows.out)}` : '—'),
@@ -37,7 +38,7 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
   const head = h('div', { class: 'pipeline-meta' });
   const filter = h('select', { class: 'input', 'data-testid': 'status-filter', 'aria-label': 'Filter by status' },
     h('option', { value: '' }, 'All statuses'), RUN_STATUSES.map((s) => h('option', { value: s }, s)));
-  const runBtn = h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': `run-now-${pipelineId}` }, 'Run now');
+  const runBtn = guard(h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': `run-now-${pipelineId}` }, 'Run now'));
   const notice = h('div', { class: 'notice', hidden: true });
   const body = h('div', null, loadingBlock());
   const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true }, 'Load more');

@@ -1,4 +1,5 @@
 // The step timeline of the run drilldown.
+import { guard } from './access';
 import { api } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, durationMs, fmtCount, parseTime, pill, prettyJson, timeEl } from './format';
@@ -66,9 +67,9 @@ function stepItem(run: Run, step: Step, i: number, ctx: StepCtx, t0: number, spa
   const pages = pagesInfo(step.checkpoint);
   const actions = h('div', { class: 'step-actions' });
   if (step.status === 'failed') {
-    actions.appendChild(h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': `retry-step-${k}`, onclick: () => ctx.retry(step) }, 'Retry step'));
+    actions.appendChild(guard(h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': `retry-step-${k}`, onclick: () => ctx.retry(step) }, 'Retry step')));
   }
-  actions.appendChild(h('button', { type: 'button', class: 'btn btn-small', 'data-testid': `rerun-from-${k}`, onclick: () => ctx.rerunFrom(step) }, 'Rerun from here'));
+  actions.appendChild(guard(h('button', { type: 'button', class: 'btn btn-small', 'data-testid': `rerun-from-${k}`, onclick: () => ctx.rerunFrom(step) }, 'Rerun from here')));
 
   const attemptsFill = (box: HTMLElement) => {
     if (step.attemptsHistory) {

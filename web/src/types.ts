@@ -38,6 +38,7 @@ export interface Run {
   finishedAt: string | null;
   error: string | null;
   parentRunId?: string | null;
+  triggeredBy?: Actor | null;
   rows?: { in?: number; out?: number } | null;
   steps?: Step[];
 }
@@ -67,4 +68,10 @@ export interface View {
   refresh(): Promise<void>;
   onEvent(ev: LiveEvent): boolean;
   dispose(): void;
+}
+
+export interface Actor {
+  kind: 'session' | 'token' | 'schedule' | 'system';
+  id?: string;
+  name?: string;
 }

@@ -149,7 +149,8 @@ export function errorBlock(err: unknown, retry?: () => void): HTMLElement {
 }
 
 export function setBusy(btn: HTMLButtonElement, busy: boolean): void {
-  btn.disabled = busy;
+  // A control guard() disabled for a viewer stays disabled.
+  btn.disabled = busy || btn.dataset['readonly'] === 'true';
   btn.classList.toggle('busy', busy);
 }
 

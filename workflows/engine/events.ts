@@ -3,7 +3,9 @@ import type { Redis } from 'ioredis';
 /** Status changes, published on Redis pub/sub so every api process can stream them (SSE). */
 export type EtlEvent =
   | { type: 'run'; runId: string; pipelineId: string; status: string; at: string }
-  | { type: 'step'; runId: string; pipelineId: string; step: string; status: string; attempt?: number; at: string };
+  | { type: 'step'; runId: string; pipelineId: string; step: string; status: string; attempt?: number; at: string }
+  /** A pipeline's settings changed (enable, schedule): every api process drops what it cached. */
+  | { type: 'pipeline'; pipelineId: string; at: string };
 
 export const eventsChannel = (queueName: string) => `etl:${queueName}:events`;
 export const cancelChannel = (queueName: string) => `etl:${queueName}:cancel`;
@@ -11,6 +13,7 @@ export const cancelChannel = (queueName: string) => `etl:${queueName}:cancel`;
 export interface EventBus {
   run(runId: string, pipelineId: string, status: string): void;
   step(runId: string, pipelineId: string, step: string, status: string, attempt?: number): void;
+  pipeline(pipelineId: string): void;
 }
 
 /**
@@ -35,5 +38,6 @@ export function createEventBus(redis: Redis, queueName: string): EventBus {
     run: (runId, pipelineId, status) => send({ type: 'run', runId, pipelineId, status, at: new Date().toISOString() }),
     step: (runId, pipelineId, step, status, attempt) =>
       send({ type: 'step', runId, pipelineId, step, status, attempt, at: new Date().toISOString() }),
+    pipeline: (pipelineId) => send({ type: 'pipeline', pipelineId, at: new Date().toISOString() }),
   };
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as runs from '../../db/runs';
 import * as stepState from '../../db/steps';
+import type { Actor } from '../../db/schema';
 import { withTransaction } from '../../db/tx';
 import { ConflictError, NotFoundError } from '../../lib/errors';
 import { cancelChannel } from './events';
@@ -16,7 +17,7 @@ export function createOperator(ctx: EngineContext) {
   return {
     retryStep: (runId: string, key: string) => retryStep(ctx, runId, key),
     resume: (runId: string) => resume(ctx, runId),
-    rerunFrom: (runId: string, fromKey: string, params?: Record<string, unknown>) => rerunFrom(ctx, runId, fromKey, params),
+    rerunFrom: (runId: string, fromKey: string, params?: Record<string, unknown>, actor?: Actor) => rerunFrom(ctx, runId, fromKey, params, actor),
     cancel: (runId: string, reason?: string) => cancel(ctx, runId, reason),
   };
 }
@@ -67,7 +68,7 @@ async function requeue(ctx: EngineContext, runId: string, check: (s: runs.RunSta
 }
 
 /** A new run of the same pipeline that reuses this run's checkpoints before `fromKey`. */
-async function rerunFrom(ctx: EngineContext, runId: string, fromKey: string, params?: Record<string, unknown>): Promise<{ runId: string }> {
+async function rerunFrom(ctx: EngineContext, runId: string, fromKey: string, params?: Record<string, unknown>, actor?: Actor): Promise<{ runId: string }> {
   const { db } = ctx;
   assertRunId(runId);
   const src = await runs.getRunState(db.pool, runId);
@@ -85,7 +86,7 @@ async function rerunFrom(ctx: EngineContext, runId: string, fromKey: string, par
   const newId = randomUUID();
   await ctx.insertOrConflict({
     id: newId, pipelineId: p.id, trigger: 'rerun', params: params ?? (await runs.runParams(db.pool, runId)), parentRunId: runId,
-    exclusive: p.concurrency !== 'allow',
+    exclusive: p.concurrency !== 'allow', triggeredBy: actor ?? null,
     steps: wf.steps.map((s, i) => {
       const old = before.find((b) => b.key === s.key);
       const out = reused.get(s.key);

@@ -49,8 +49,9 @@ async function recordFailure(deps: { db: Database; events: EventBus }, a: Failed
   const { runId, key, generation, pipelineId } = a.job.data;
   const { attempt, job } = a;
   const final = err instanceof NonRetryableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-  const message = redact(errorMessage(err));
-  const stack = err instanceof Error && err.stack ? redact(err.stack) : null;
+  // Redacted before cut (lib/redact.ts): a cut first could leave half a secret.
+  const message = redact(errorMessage(err), { max: 4_000 });
+  const stack = err instanceof Error && err.stack ? redact(err.stack, { max: 16_000 }) : null;
   let recorded: boolean;
   try {
     recorded = await withDbRetry(() => stepState.failStep(deps.db.pool, { runId, key, generation, attempt, error: message, stack, final }));
@@ -72,6 +73,5 @@ async function recordFailure(deps: { db: Database; events: EventBus }, a: Failed
 }
 
 function errorMessage(err: unknown): string {
-  const m = err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
-  return m.length > 4_000 ? `${m.slice(0, 4_000)}…` : m;
+  return err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err);
 }

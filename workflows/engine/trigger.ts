@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { getPipelines, type PipelineRow } from '../../db/pipelines';
 import * as runs from '../../db/runs';
-import type { Trigger } from '../../db/schema';
+import type { Actor, Trigger } from '../../db/schema';
 import { ConflictError, NotFoundError } from '../../lib/errors';
 import type { WorkflowDef } from './define';
 import { unknownWorkflow, type EngineContext } from './engine-context';
@@ -15,6 +15,8 @@ export interface TriggerOptions {
   trigger?: Trigger;
   params?: Record<string, unknown>;
   scheduledFor?: Date;
+  /** Who started the run; kept on it as `triggeredBy`. */
+  actor?: Actor;
 }
 
 export type TriggerItem = TriggerOptions & { pipelineId: string };
@@ -29,7 +31,7 @@ export function createTriggers(ctx: EngineContext) {
     const runId = randomUUID();
     await ctx.insertOrConflict({
       id: runId, pipelineId, trigger: opts.trigger ?? 'manual', params: opts.params ?? {}, scheduledFor: opts.scheduledFor ?? null,
-      exclusive: p.concurrency !== 'allow',
+      exclusive: p.concurrency !== 'allow', triggeredBy: opts.actor ?? null,
       steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' })),
     });
     events.run(runId, pipelineId, 'queued');
@@ -46,7 +48,7 @@ export function createTriggers(ctx: EngineContext) {
       p, wf,
       run: {
         id: randomUUID(), pipelineId: p.id, trigger: item.trigger ?? 'manual', params: item.params ?? {},
-        scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow',
+        scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow', triggeredBy: item.actor ?? null, triggeredBy: opts.actor ?? null,
         steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' as const })),
       },
     };
