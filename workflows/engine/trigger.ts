@@ -48,7 +48,7 @@ export function createTriggers(ctx: EngineContext) {
       p, wf,
       run: {
         id: randomUUID(), pipelineId: p.id, trigger: item.trigger ?? 'manual', params: item.params ?? {},
-        scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow', triggeredBy: item.actor ?? null, triggeredBy: opts.actor ?? null,
+        scheduledFor: item.scheduledFor ?? null, exclusive: p.concurrency !== 'allow', triggeredBy: item.actor ?? null,
         steps: wf.steps.map((s, i) => ({ key: s.key, position: i, status: 'pending' as const })),
       },
     };
