@@ -68,7 +68,7 @@ async function bundleWorker(): Promise<{ file: string; tuning: Record<string, st
   const outdir = path.join(here, '..', '.tmp', 'bench');
   await build({
     entryPoints: [path.join(here, 'pipeline-worker.ts')], outdir, outExtension: { '.js': '.mjs' }, bundle: true,
-    platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning',
+    platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning', splitting: true,
   });
   const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { 'marketing-worker': { environment: Record<string, string> } } };
   // The process tuning the worker service gets: NODE_OPTIONS and glibc's MALLOC_* settings.

@@ -19,6 +19,9 @@ await build({
   outdir: out,
   outExtension: { '.js': '.mjs' },
   bundle: true,
+  // Modules imported dynamically (the heavy source clients) become chunks loaded on first use.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   platform: 'node',
   format: 'esm',
   target: 'node20',

@@ -5,8 +5,10 @@ import type { Database } from '../db/client';
 import type { Logger } from '../lib/logger';
 import { createCredentials, requireCredential, type Credential, type CredentialSource } from './credentials';
 import { NonRetryableError } from '../lib/errors';
-import { bigQueryPages, createBigQuery, plainBigQueryRow } from './sources/bigquery';
-import { clickHouseChunks, clickHouseLines, createClickHouse } from './sources/clickhouse';
+// The source clients are heavy (the BigQuery client alone is tens of MB of heap): they
+// load on first use, so a worker that only runs Yespo never loads them.
+const bigQuerySource = () => import('./sources/bigquery');
+const clickHouseSource = () => import('./sources/clickhouse');
 
 /**
  * What step code gets through `ctx.services`: clients and helpers built once per worker
@@ -69,6 +71,7 @@ export function createServices(a: {
     async querySource(kind, credentialName, opts = {}) {
       const { credential, sandbox } = await credentialOrSandbox(credentialName, kind);
       if (kind === 'bigquery') {
+        const { bigQueryPages, createBigQuery, plainBigQueryRow } = await bigQuerySource();
         const bq = createBigQuery({ credential, projectId: opts.projectId, apiEndpoint: sandbox ? config.SANDBOX_BIGQUERY_URL : config.BIGQUERY_API_ENDPOINT });
         return {
           sandbox,
@@ -79,6 +82,7 @@ export function createServices(a: {
       }
       const url = sandbox ? config.SANDBOX_CLICKHOUSE_URL : config.CLICKHOUSE_URL;
       if (!url) throw new NonRetryableError('CLICKHOUSE_URL is not set');
+      const { clickHouseChunks, clickHouseLines, createClickHouse } = await clickHouseSource();
       const cacheKey = `${url}|${JSON.stringify(credential)}`;
       let client = clickhouses.get(cacheKey);
       if (!client) clickhouses.set(cacheKey, (client = createClickHouse({ url, credential })));

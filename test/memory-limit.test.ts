@@ -96,7 +96,7 @@ describe('marketing-worker under a hard 512 MB limit', () => {
     cleanups.push(() => rmSync(outdir, { recursive: true, force: true }));
     await build({
       entryPoints: { worker: 'worker/main.ts' }, outdir, outExtension: { '.js': '.mjs' }, bundle: true,
-      platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning',
+      platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning', splitting: true,
     });
     const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, { environment: Record<string, string> }> };
     const serviceEnv = compose.services['marketing-worker']!.environment;
