@@ -4,6 +4,21 @@ import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
+function layers(map) {
+  return Object.entries(map).map(([files, above]) => ({
+    files: [files],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: above.map((dir) => ({
+          group: [1, 2, 3, 4].flatMap((d) => [`${'../'.repeat(d)}${dir}`, `${'../'.repeat(d)}${dir}/**`]),
+          message: `${dir}/ is a layer above this one: imports only go down (README, "Code layout").`,
+        })),
+      }],
+    },
+  }));
+}
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'web/dist/', 'db/migrations/', '.tmp/', 'coverage/'] },
   js.configs.recommended,
@@ -34,4 +49,12 @@ export default tseslint.config(
     languageOptions: { globals: { ...globals.browser } },
   },
   { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
+  // The layers (README, "Code layout"): entry points → workflows → steps → db → lib.
+  // A module may import its own layer and those below it, never one above.
+  ...layers({
+    'workflows/**/*.ts': ['server', 'worker', 'scripts', 'sandbox'],
+    'steps/**/*.ts': ['workflows', 'server', 'worker', 'scripts', 'sandbox'],
+    'db/**/*.ts': ['steps', 'workflows', 'server', 'worker', 'scripts', 'sandbox'],
+    'lib/**/*.ts': ['db', 'steps', 'workflows', 'server', 'worker', 'scripts', 'sandbox'],
+  }),
 );
