@@ -44,147 +44,155 @@ const MAX_PAGE_ROWS = 10_000;
 const MAX_JOBS = 10_000;
 const LOCATION = 'US';
 
+/** Everything one emulator instance holds; the request handlers below share it. */
+interface EmulatorState {
+  tables: Record<string, SandboxTable>;
+  jobs: Map<string, EmulatedJob>;
+  requests: BigQueryEmulator['requests'];
+}
+
 export async function startBigQueryEmulator(opts: {
   port?: number;
   host?: string;
   tables: Record<string, SandboxTable>;
 }): Promise<BigQueryEmulator> {
-  const jobs = new Map<string, EmulatedJob>();
-  const requests: BigQueryEmulator['requests'] = [];
-
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://emulator');
-    const method = req.method ?? 'GET';
-    pushCapped(requests, { method, path: url.pathname, search: url.search });
-
-    const m = /^\/bigquery\/v2\/projects\/([^/]+)\/(queries|jobs)(?:\/([^/]+))?$/.exec(url.pathname);
-    if (!m) return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: URL ${url.pathname}`));
-    const projectId = decodeURIComponent(m[1] as string);
-    const collection = m[2] as 'queries' | 'jobs';
-    const jobId = m[3] === undefined ? undefined : decodeURIComponent(m[3]);
-
-    if (method === 'POST' && jobId === undefined) {
-      const body = parseJsonBody(await readBody(req));
-      if (body === undefined) return sendJson(res, 400, bqErrorBody(400, 'parseError', 'Parse Error'));
-      return collection === 'queries' ? jobsQuery(res, projectId, body) : jobsInsert(res, projectId, body);
-    }
-    if (method === 'GET' && jobId !== undefined) {
-      const job = jobs.get(jobKey(projectId, jobId));
-      if (!job) {
-        return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Job ${projectId}:${LOCATION}.${jobId}`));
-      }
-      return collection === 'queries' ? getQueryResults(res, job, url.searchParams) : sendJson(res, 200, jobResource(job));
-    }
-    sendJson(res, 405, bqErrorBody(405, 'methodNotAllowed', `${method} not supported on ${url.pathname}`));
-  };
-
-  /** Register a job for `query`, or answer with BigQuery's 404 for an unknown table. */
-  const createJob = (res: ServerResponse, projectId: string, jobId: string, query: unknown): EmulatedJob | null => {
-    if (typeof query !== 'string' || query.trim() === '') {
-      sendJson(res, 400, bqErrorBody(400, 'invalid', 'Query text is required'));
-      return null;
-    }
-    const tableName = tableNameFromSql(query);
-    const table = tableName === null ? undefined : opts.tables[tableName];
-    if (tableName === null || table === undefined) {
-      const ref = tableRefFromSql(query);
-      sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Table ${ref} was not found in location ${LOCATION}`));
-      return null;
-    }
-    if (jobs.has(jobKey(projectId, jobId))) {
-      sendJson(res, 409, bqErrorBody(409, 'duplicate', `Already Exists: Job ${projectId}:${LOCATION}.${jobId}`));
-      return null;
-    }
-    const limit = limitFromSql(query);
-    const job: EmulatedJob = {
-      projectId,
-      jobId,
-      query,
-      tableName,
-      totalRows: limit === null ? table.rowCount : Math.min(limit, table.rowCount),
-      createdMs: Date.now(),
-    };
-    jobs.set(jobKey(projectId, jobId), job);
-    // Map keeps insertion order, so the first key is the oldest job.
-    if (jobs.size > MAX_JOBS) jobs.delete(jobs.keys().next().value as string);
-    return job;
-  };
-
-  /** jobs.query: create a job and return its first page inline. */
-  const jobsQuery = (res: ServerResponse, projectId: string, body: Record<string, unknown>): void => {
-    const job = createJob(res, projectId, `job_${randomUUID().replace(/-/g, '')}`, body.query);
-    if (!job) return;
-    const fmt = (body.formatOptions ?? {}) as Record<string, unknown>;
-    sendPage(res, job, 0, pageSize(body.maxResults), timestampFormat(fmt), 'bigquery#queryResponse');
-  };
-
-  /** jobs.insert of a query job (what createQueryJob sends). */
-  const jobsInsert = (res: ServerResponse, projectId: string, body: Record<string, unknown>): void => {
-    const config = body.configuration as { query?: { query?: unknown } } | undefined;
-    if (!config?.query) return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Only query jobs are emulated'));
-    const ref = (body.jobReference ?? {}) as { jobId?: unknown };
-    const jobId = typeof ref.jobId === 'string' && ref.jobId !== '' ? ref.jobId : `job_${randomUUID()}`;
-    const job = createJob(res, projectId, jobId, config.query.query);
-    if (job) sendJson(res, 200, jobResource(job));
-  };
-
-  /** jobs.getQueryResults: pageToken wins over startIndex, as in BigQuery. */
-  const getQueryResults = (res: ServerResponse, job: EmulatedJob, qs: URLSearchParams): void => {
-    let start = 0;
-    const token = qs.get('pageToken');
-    if (token) {
-      const decoded = decodePageToken(token);
-      if (decoded === null) return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Invalid page token'));
-      start = decoded;
-    } else if (qs.get('startIndex')) {
-      start = Number(qs.get('startIndex'));
-      if (!Number.isSafeInteger(start) || start < 0) {
-        return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Invalid startIndex'));
-      }
-    }
-    const fmt = timestampFormat({
-      useInt64Timestamp: qs.get('formatOptions.useInt64Timestamp') ?? undefined,
-      timestampOutputFormat: qs.get('formatOptions.timestampOutputFormat') ?? undefined,
-    });
-    sendPage(res, job, start, pageSize(qs.get('maxResults')), fmt, 'bigquery#getQueryResultsResponse');
-  };
-
-  const sendPage = (
-    res: ServerResponse,
-    job: EmulatedJob,
-    start: number,
-    size: number,
-    ts: TimestampFormat,
-    kind: string,
-  ): void => {
-    const table = opts.tables[job.tableName];
-    if (!table) return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Table ${job.tableName}`));
-    const from = Math.min(start, job.totalRows);
-    const to = Math.min(from + size, job.totalRows);
-    const head: Record<string, unknown> = {
-      kind,
-      schema: schemaJson(table),
-      jobReference: { projectId: job.projectId, jobId: job.jobId, location: LOCATION },
-      totalRows: String(job.totalRows),
-      totalBytesProcessed: '0',
-      jobComplete: true,
-      cacheHit: false,
-    };
-    if (to < job.totalRows) head.pageToken = encodePageToken(to);
-    // Like BigQuery, an empty page has no `rows` member at all.
-    const json = JSON.stringify(head);
-    const body = to > from ? `${json.slice(0, -1)},"rows":${encodeRows(table, from, to, ts)}}` : json;
-    sendRawJson(res, 200, body);
-  };
+  const st: EmulatorState = { tables: opts.tables, jobs: new Map(), requests: [] };
 
   const listening = await listen((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    handleRequest(st, req, res).catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
       sendJson(res, 500, bqErrorBody(500, 'internalError', `emulator error: ${(err as Error).message}`));
     });
   }, opts);
 
-  return { url: listening.url, close: listening.close, requests };
+  return { url: listening.url, close: () => listening.close(), requests: st.requests };
+}
+
+/** Routes /bigquery/v2/projects/{p}/(queries|jobs)[/{jobId}]; anything else gets BigQuery's error shape. */
+async function handleRequest(st: EmulatorState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://emulator');
+  const method = req.method ?? 'GET';
+  pushCapped(st.requests, { method, path: url.pathname, search: url.search });
+
+  const m = /^\/bigquery\/v2\/projects\/([^/]+)\/(queries|jobs)(?:\/([^/]+))?$/.exec(url.pathname);
+  if (!m) return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: URL ${url.pathname}`));
+  const projectId = decodeURIComponent(m[1]);
+  const collection = m[2] as 'queries' | 'jobs';
+  const jobId = m[3] === undefined ? undefined : decodeURIComponent(m[3]);
+
+  if (method === 'POST' && jobId === undefined) {
+    const body = parseJsonBody(await readBody(req));
+    if (body === undefined) return sendJson(res, 400, bqErrorBody(400, 'parseError', 'Parse Error'));
+    return collection === 'queries' ? jobsQuery(st, res, projectId, body) : jobsInsert(st, res, projectId, body);
+  }
+  if (method === 'GET' && jobId !== undefined) {
+    const job = st.jobs.get(jobKey(projectId, jobId));
+    if (!job) {
+      return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Job ${projectId}:${LOCATION}.${jobId}`));
+    }
+    return collection === 'queries' ? getQueryResults(st, res, job, url.searchParams) : sendJson(res, 200, jobResource(job));
+  }
+  sendJson(res, 405, bqErrorBody(405, 'methodNotAllowed', `${method} not supported on ${url.pathname}`));
+}
+
+/** Register a job for `query`, or answer with BigQuery's 404 for an unknown table. */
+function createJob(st: EmulatorState, res: ServerResponse, projectId: string, jobId: string, query: unknown): EmulatedJob | null {
+  if (typeof query !== 'string' || query.trim() === '') {
+    sendJson(res, 400, bqErrorBody(400, 'invalid', 'Query text is required'));
+    return null;
+  }
+  const tableName = tableNameFromSql(query);
+  const table = tableName === null ? undefined : st.tables[tableName];
+  if (tableName === null || table === undefined) {
+    const ref = tableRefFromSql(query);
+    sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Table ${ref} was not found in location ${LOCATION}`));
+    return null;
+  }
+  if (st.jobs.has(jobKey(projectId, jobId))) {
+    sendJson(res, 409, bqErrorBody(409, 'duplicate', `Already Exists: Job ${projectId}:${LOCATION}.${jobId}`));
+    return null;
+  }
+  const limit = limitFromSql(query);
+  const job: EmulatedJob = {
+    projectId,
+    jobId,
+    query,
+    tableName,
+    totalRows: limit === null ? table.rowCount : Math.min(limit, table.rowCount),
+    createdMs: Date.now(),
+  };
+  st.jobs.set(jobKey(projectId, jobId), job);
+  // Map keeps insertion order, so the first key is the oldest job.
+  if (st.jobs.size > MAX_JOBS) st.jobs.delete(st.jobs.keys().next().value as string);
+  return job;
+}
+
+/** jobs.query: create a job and return its first page inline. */
+function jobsQuery(st: EmulatorState, res: ServerResponse, projectId: string, body: Record<string, unknown>): void {
+  const job = createJob(st, res, projectId, `job_${randomUUID().replace(/-/g, '')}`, body.query);
+  if (!job) return;
+  const fmt = (body.formatOptions ?? {}) as Record<string, unknown>;
+  sendPage(st, res, job, 0, pageSize(body.maxResults), timestampFormat(fmt), 'bigquery#queryResponse');
+}
+
+/** jobs.insert of a query job (what createQueryJob sends). */
+function jobsInsert(st: EmulatorState, res: ServerResponse, projectId: string, body: Record<string, unknown>): void {
+  const config = body.configuration as { query?: { query?: unknown } } | undefined;
+  if (!config?.query) return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Only query jobs are emulated'));
+  const ref = (body.jobReference ?? {}) as { jobId?: unknown };
+  const jobId = typeof ref.jobId === 'string' && ref.jobId !== '' ? ref.jobId : `job_${randomUUID()}`;
+  const job = createJob(st, res, projectId, jobId, config.query.query);
+  if (job) sendJson(res, 200, jobResource(job));
+}
+
+/** jobs.getQueryResults: pageToken wins over startIndex, as in BigQuery. */
+function getQueryResults(st: EmulatorState, res: ServerResponse, job: EmulatedJob, qs: URLSearchParams): void {
+  let start = 0;
+  const token = qs.get('pageToken');
+  if (token) {
+    const decoded = decodePageToken(token);
+    if (decoded === null) return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Invalid page token'));
+    start = decoded;
+  } else if (qs.get('startIndex')) {
+    start = Number(qs.get('startIndex'));
+    if (!Number.isSafeInteger(start) || start < 0) {
+      return sendJson(res, 400, bqErrorBody(400, 'invalid', 'Invalid startIndex'));
+    }
+  }
+  const fmt = timestampFormat({
+    useInt64Timestamp: qs.get('formatOptions.useInt64Timestamp') ?? undefined,
+    timestampOutputFormat: qs.get('formatOptions.timestampOutputFormat') ?? undefined,
+  });
+  sendPage(st, res, job, start, pageSize(qs.get('maxResults')), fmt, 'bigquery#getQueryResultsResponse');
+}
+
+function sendPage(
+  st: EmulatorState,
+  res: ServerResponse,
+  job: EmulatedJob,
+  start: number,
+  size: number,
+  ts: TimestampFormat,
+  kind: string,
+): void {
+  const table = st.tables[job.tableName];
+  if (!table) return sendJson(res, 404, bqErrorBody(404, 'notFound', `Not found: Table ${job.tableName}`));
+  const from = Math.min(start, job.totalRows);
+  const to = Math.min(from + size, job.totalRows);
+  const head: Record<string, unknown> = {
+    kind,
+    schema: schemaJson(table),
+    jobReference: { projectId: job.projectId, jobId: job.jobId, location: LOCATION },
+    totalRows: String(job.totalRows),
+    totalBytesProcessed: '0',
+    jobComplete: true,
+    cacheHit: false,
+  };
+  if (to < job.totalRows) head.pageToken = encodePageToken(to);
+  // Like BigQuery, an empty page has no `rows` member at all.
+  const json = JSON.stringify(head);
+  const body = to > from ? `${json.slice(0, -1)},"rows":${encodeRows(table, from, to, ts)}}` : json;
+  sendRawJson(res, 200, body);
 }
 
 function jobResource(job: EmulatedJob): unknown {

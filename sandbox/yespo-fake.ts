@@ -74,80 +74,24 @@ export interface YespoFake {
   setFaults(f: FaultPlan): void;
 }
 
+/** Everything one fake instance holds; `setFaults` swaps `plan` while requests are in flight. */
+interface FakeState {
+  groups: Record<string, YespoGroup>;
+  requests: YespoRequest[];
+  plan: ArmedPlan;
+  requestNo: number;
+  timers: Set<NodeJS.Timeout>;
+}
+
 export async function startYespoFake(opts: {
   port?: number;
   groups: Record<string, YespoGroup>;
   faults?: FaultPlan;
 }): Promise<YespoFake> {
-  const requests: YespoRequest[] = [];
-  let plan = armPlan(opts.faults);
-  let requestNo = 0;
-  const timers = new Set<NodeJS.Timeout>();
-
-  const wait = (ms: number, res: ServerResponse) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      timers.add(t);
-      // A client that gave up (timeout) should not keep a timer alive. `res`
-      // (not `req`) closes early only when the connection goes away.
-      res.once('close', done);
-      function done() {
-        clearTimeout(t);
-        timers.delete(t);
-        resolve();
-      }
-    });
-
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const at = performance.timeOrigin + performance.now();
-    const url = new URL(req.url ?? '/', 'http://yespo');
-    const m = /^\/api\/v1\/group\/([^/]+)\/contacts\/?$/.exec(url.pathname);
-    if (req.method !== 'GET' || !m) return sendText(res, 404, 'Not found'); // not logged: not the contacts API
-    const groupId = decodeURIComponent(m[1] as string);
-    const startindex = intParam(url, 'startindex', 1);
-    const maxrows = intParam(url, 'maxrows', YESPO_MAX_ROWS);
-    const no = ++requestNo;
-    const log = (status: number) =>
-      pushCapped(requests, { groupId, startindex: startindex ?? NaN, maxrows: maxrows ?? NaN, status, at });
-    const fail = (status: number, text: string, headers: Record<string, string> = {}) => {
-      log(status);
-      sendText(res, status, text, headers);
-    };
-
-    const group = opts.groups[groupId];
-    if (!group) return fail(404, `Group ${groupId} not found`);
-    if (basicPassword(req) !== group.apiKey) return fail(401, 'Unauthorized', { 'www-authenticate': 'Basic realm="yespo"' });
-    if (startindex === null || startindex < 1) return fail(400, 'startindex must be >= 1');
-    if (maxrows === null || maxrows < 1 || maxrows > YESPO_MAX_ROWS) {
-      return fail(400, `maxrows must be between 1 and ${YESPO_MAX_ROWS}`);
-    }
-
-    const key = { groupId, startindex, request: no };
-    for (const rule of plan.rules) {
-      if (rule.type === 'delay' && fire(rule, key)) await wait(rule.ms, res);
-    }
-    if (req.socket.destroyed) return log(0); // the client hung up while we were slow
-    const fault = plan.rules.find((r) => r.type !== 'delay' && fire(r, key));
-    if (fault?.type === 'reset') {
-      log(0);
-      req.socket.destroy();
-      return;
-    }
-    if (fault?.type === 'status') return fail(fault.status, STATUS_CODES[fault.status] ?? 'Error');
-    if (fault?.type === 'rateLimit') {
-      return fail(429, 'Too many requests', { 'retry-after': String(fault.retryAfterSeconds) });
-    }
-
-    const page = contactsPage(groupId, group, startindex, maxrows, plan.malformed);
-    let body = JSON.stringify(page);
-    if (fault?.type === 'truncate') body = body.slice(0, Math.max(1, Math.floor(body.length / 2)));
-    log(200);
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
+  const st: FakeState = { groups: opts.groups, requests: [], plan: armPlan(opts.faults), requestNo: 0, timers: new Set() };
 
   const listening = await listen((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    handleContacts(st, req, res).catch((err: unknown) => {
       if (res.headersSent) return void res.destroy();
       sendJson(res, 500, { error: (err as Error).message });
     });
@@ -155,21 +99,86 @@ export async function startYespoFake(opts: {
 
   return {
     url: `${listening.url}/api/v1`,
-    requests,
+    requests: st.requests,
     setFaults(f) {
-      plan = armPlan(f);
+      st.plan = armPlan(f);
     },
     async close() {
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
+      for (const t of st.timers) clearTimeout(t);
+      st.timers.clear();
       await listening.close();
     },
   };
 }
 
-type ArmedRule = YespoFaultRule & { left: number };
+function wait(st: FakeState, ms: number, res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    st.timers.add(t);
+    // A client that gave up (timeout) should not keep a timer alive. `res`
+    // (not `req`) closes early only when the connection goes away.
+    res.once('close', done);
+    function done() {
+      clearTimeout(t);
+      st.timers.delete(t);
+      resolve();
+    }
+  });
+}
 
-function armPlan(f: FaultPlan | undefined): { rules: ArmedRule[]; malformed: YespoMalformed[] } {
+/** `GET /api/v1/group/{groupId}/contacts`: checks, then the armed faults, then a page. */
+async function handleContacts(st: FakeState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const at = performance.timeOrigin + performance.now();
+  const url = new URL(req.url ?? '/', 'http://yespo');
+  const m = /^\/api\/v1\/group\/([^/]+)\/contacts\/?$/.exec(url.pathname);
+  if (req.method !== 'GET' || !m) return sendText(res, 404, 'Not found'); // not logged: not the contacts API
+  const groupId = decodeURIComponent(m[1]);
+  const startindex = intParam(url, 'startindex', 1);
+  const maxrows = intParam(url, 'maxrows', YESPO_MAX_ROWS);
+  const no = ++st.requestNo;
+  const log = (status: number) =>
+    pushCapped(st.requests, { groupId, startindex: startindex ?? NaN, maxrows: maxrows ?? NaN, status, at });
+  const fail = (status: number, text: string, headers: Record<string, string> = {}) => {
+    log(status);
+    sendText(res, status, text, headers);
+  };
+
+  const group = st.groups[groupId];
+  if (!group) return fail(404, `Group ${groupId} not found`);
+  if (basicPassword(req) !== group.apiKey) return fail(401, 'Unauthorized', { 'www-authenticate': 'Basic realm="yespo"' });
+  if (startindex === null || startindex < 1) return fail(400, 'startindex must be >= 1');
+  if (maxrows === null || maxrows < 1 || maxrows > YESPO_MAX_ROWS) {
+    return fail(400, `maxrows must be between 1 and ${YESPO_MAX_ROWS}`);
+  }
+
+  const key = { groupId, startindex, request: no };
+  for (const rule of st.plan.rules) {
+    if (rule.type === 'delay' && fire(rule, key)) await wait(st, rule.ms, res);
+  }
+  if (req.socket.destroyed) return log(0); // the client hung up while we were slow
+  const fault = st.plan.rules.find((r) => r.type !== 'delay' && fire(r, key));
+  if (fault?.type === 'reset') {
+    log(0);
+    req.socket.destroy();
+    return;
+  }
+  if (fault?.type === 'status') return fail(fault.status, STATUS_CODES[fault.status] ?? 'Error');
+  if (fault?.type === 'rateLimit') {
+    return fail(429, 'Too many requests', { 'retry-after': String(fault.retryAfterSeconds) });
+  }
+
+  const page = contactsPage(groupId, group, startindex, maxrows, st.plan.malformed);
+  let body = JSON.stringify(page);
+  if (fault?.type === 'truncate') body = body.slice(0, Math.max(1, Math.floor(body.length / 2)));
+  log(200);
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+type ArmedRule = YespoFaultRule & { left: number };
+interface ArmedPlan { rules: ArmedRule[]; malformed: YespoMalformed[] }
+
+function armPlan(f: FaultPlan | undefined): ArmedPlan {
   // Copies, so counting down `left` never mutates the caller's plan object.
   return {
     rules: (f?.rules ?? []).map((r) => ({ ...r, left: r.times ?? 1 })),

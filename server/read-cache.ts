@@ -27,66 +27,19 @@ interface Entry {
   refreshing: boolean;
 }
 
+/** One cache's entries and its invalidation counter, shared by the functions below. */
+interface CacheState {
+  entries: Map<string, Entry>;
+  max: number;
+  epoch: number; // bumped by every invalidation: a load that saw an older epoch is not kept
+}
+
 export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { ttlMs?: number; maxEntries?: number } = {}): ReadCache {
   const ttl = opts.ttlMs ?? 1_000;
-  const max = opts.maxEntries ?? 5_000;
-  const entries = new Map<string, Entry>();
-  let epoch = 0; // bumped by every invalidation: a load that saw an older epoch is not kept
+  const st: CacheState = { entries: new Map(), max: opts.maxEntries ?? 5_000, epoch: 0 };
+  const { entries } = st;
 
-  const dropPrefix = (prefix: string) => {
-    for (const k of entries.keys()) if (k.startsWith(prefix)) entries.delete(k);
-  };
-  const invalidatePipeline = (pipelineId: string) => {
-    epoch++;
-    entries.delete('pipelines');
-    entries.delete(`pipeline:${pipelineId}`);
-  };
-  const invalidateRun = (runId: string, pipelineId?: string) => {
-    epoch++;
-    dropPrefix(`run:${runId}`);
-    if (pipelineId) invalidatePipeline(pipelineId);
-    else {
-      entries.delete('pipelines');
-      dropPrefix('pipeline:');
-    }
-  };
-  /** Loads `key`; the result replaces `previous` (if still current) once it arrives. */
-  function start(key: string, load: () => Promise<unknown>, previous?: Entry): Entry {
-    const started = epoch;
-    const entry: Entry = { at: Date.now(), value: load(), settled: false, refreshing: false };
-    if (!previous) {
-      entries.set(key, entry);
-      if (entries.size > max) entries.delete(entries.keys().next().value!);
-    }
-    entry.value.then(
-      () => {
-        entry.settled = true;
-        const current = entries.get(key);
-        if (epoch !== started) {
-          // Something was invalidated meanwhile: this result may predate it. Drop it; a
-          // refreshed entry that is still current refreshes again on the next read.
-          if (current === entry) entries.delete(key);
-          if (previous && current === previous) previous.refreshing = false;
-        } else if (previous && current === previous) entries.set(key, entry);
-      },
-      () => {
-        if (entries.get(key) === entry) entries.delete(key);
-        if (previous && entries.get(key) === previous) previous.refreshing = false;
-      },
-    );
-    return entry;
-  }
-
-  const unsubscribe = subscribe?.((data) => {
-    try {
-      const e = JSON.parse(data) as { type?: string; runId?: string; pipelineId?: string };
-      if (e.runId) invalidateRun(e.runId, e.pipelineId);
-      // Settings changed through another api process (a cluster worker or replica).
-      else if (e.type === 'pipeline' && e.pipelineId) invalidatePipeline(e.pipelineId);
-    } catch {
-      entries.clear();
-    }
-  }, () => entries.clear());
+  const unsubscribe = subscribe?.((data) => onEvent(st, data), () => entries.clear());
 
   return {
     async get<T>(key: string, load: () => Promise<T | null>): Promise<T | null> {
@@ -98,17 +51,76 @@ export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { 
       if (hit && hit.settled) {
         if (!hit.refreshing) {
           hit.refreshing = true;
-          start(key, load, hit);
+          start(st, key, load, hit);
         }
         return hit.value as Promise<T | null>;
       }
-      return start(key, load).value as Promise<T | null>;
+      return start(st, key, load).value as Promise<T | null>;
     },
-    invalidateRun,
-    invalidatePipeline,
+    invalidateRun: (runId, pipelineId) => invalidateRun(st, runId, pipelineId),
+    invalidatePipeline: (pipelineId) => invalidatePipeline(st, pipelineId),
     close() {
       unsubscribe?.();
       entries.clear();
     },
   };
+}
+
+function onEvent(st: CacheState, data: string): void {
+  try {
+    const e = JSON.parse(data) as { type?: string; runId?: string; pipelineId?: string };
+    if (e.runId) invalidateRun(st, e.runId, e.pipelineId);
+    // Settings changed through another api process (a cluster worker or replica).
+    else if (e.type === 'pipeline' && e.pipelineId) invalidatePipeline(st, e.pipelineId);
+  } catch {
+    st.entries.clear();
+  }
+}
+
+function dropPrefix(st: CacheState, prefix: string): void {
+  for (const k of st.entries.keys()) if (k.startsWith(prefix)) st.entries.delete(k);
+}
+
+function invalidatePipeline(st: CacheState, pipelineId: string): void {
+  st.epoch++;
+  st.entries.delete('pipelines');
+  st.entries.delete(`pipeline:${pipelineId}`);
+}
+
+function invalidateRun(st: CacheState, runId: string, pipelineId?: string): void {
+  st.epoch++;
+  dropPrefix(st, `run:${runId}`);
+  if (pipelineId) invalidatePipeline(st, pipelineId);
+  else {
+    st.entries.delete('pipelines');
+    dropPrefix(st, 'pipeline:');
+  }
+}
+
+/** Loads `key`; the result replaces `previous` (if still current) once it arrives. */
+function start(st: CacheState, key: string, load: () => Promise<unknown>, previous?: Entry): Entry {
+  const { entries } = st;
+  const started = st.epoch;
+  const entry: Entry = { at: Date.now(), value: load(), settled: false, refreshing: false };
+  if (!previous) {
+    entries.set(key, entry);
+    if (entries.size > st.max) entries.delete(entries.keys().next().value!);
+  }
+  entry.value.then(
+    () => {
+      entry.settled = true;
+      const current = entries.get(key);
+      if (st.epoch !== started) {
+        // Something was invalidated meanwhile: this result may predate it. Drop it; a
+        // refreshed entry that is still current refreshes again on the next read.
+        if (current === entry) entries.delete(key);
+        if (previous && current === previous) previous.refreshing = false;
+      } else if (previous && current === previous) entries.set(key, entry);
+    },
+    () => {
+      if (entries.get(key) === entry) entries.delete(key);
+      if (previous && entries.get(key) === previous) previous.refreshing = false;
+    },
+  );
+  return entry;
 }
