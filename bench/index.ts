@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   scheduler: async () => (await import('./scheduler')).benchScheduler(),
   pipeline: async () => (await import('./pipeline')).benchPipeline(),
   api: async () => (await import('./api')).benchApi(),
+  'worker-memory': async () => (await import('./worker-memory')).benchWorkerMemory(),
 };
 
 const only = process.argv.slice(2);

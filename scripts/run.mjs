@@ -24,8 +24,10 @@ function newestSource(dir, newest = 0) {
   return newest;
 }
 
+// ETL_RUN_FROM=source|bundle forces one (benchmarks measure both).
 const bundle = path.join(root, 'dist', `${name}.mjs`);
-if (existsSync(bundle) && statSync(bundle).mtimeMs >= newestSource(root)) {
+const from = process.env.ETL_RUN_FROM;
+if (from === 'bundle' || (from !== 'source' && existsSync(bundle) && statSync(bundle).mtimeMs >= newestSource(root))) {
   await import(pathToFileURL(bundle).href);
 } else {
   const { register } = await import('tsx/esm/api');
