@@ -78,7 +78,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const parsed = configSchema.safeParse(cleaned);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
+    const issue = parsed.error.issues[0];
     const name = String(issue.path[0] ?? 'config');
     throw new ConfigError(`invalid configuration: ${name}: ${issue.message}`);
   }

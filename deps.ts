@@ -19,7 +19,8 @@ export interface Deps {
   redis: Redis;
   services: Services;
   pipelines: Pipelines;
-  close(): Promise<void>;
+  /** A closure (no `this`): callers destructure it. */
+  close: () => Promise<void>;
 }
 
 export function createDeps(config: Config, role: 'api' | 'worker', o: { log?: Logger; pipelines?: Pipelines } = {}): Deps {

@@ -48,7 +48,7 @@ export default tseslint.config(
     files: ['web/src/**/*.ts'],
     languageOptions: { globals: { ...globals.browser } },
   },
-  { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
+  { files: ['**/*.{js,mjs,cjs}'], extends: [tseslint.configs.disableTypeChecked] },
   // The layers (README, "Code layout"): entry points → workflows → steps → db → lib.
   // A module may import its own layer and those below it, never one above.
   ...layers({

@@ -114,16 +114,16 @@ async function wrk(base: string, t: Target, bytes: number, seconds = WRK_SECONDS
   const args = ['-t1', `-c${t.connections}`, `-d${seconds}s`, '--latency', ...Object.entries(t.headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), base + t.path];
   const child = spawn(WRK, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c));
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', resolve);
   });
-  const ms = (v: string, unit: string) => Number(v) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[unit]!;
+  const ms = (v: string, unit: string) => Number(v) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[unit];
   const time = (re: RegExp) => {
     const m = re.exec(out);
     if (!m) throw new Error(`wrk printed no ${re} (exit ${code}):\n${out}`);
-    return ms(m[1]!, m[2]!);
+    return ms(m[1], m[2]);
   };
   const n = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
@@ -148,7 +148,7 @@ function runLoadInChild(base: string, targets: Target[]): Promise<LoadResult[]> 
     env: { ...process.env, BENCH_API_LOAD: JSON.stringify({ base, targets }) }, stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c));
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code) => {
@@ -156,13 +156,13 @@ function runLoadInChild(base: string, targets: Target[]): Promise<LoadResult[]> 
       try {
         resolve(JSON.parse(out) as LoadResult[]);
       } catch (err) {
-        reject(err);
+        reject(err instanceof Error ? err : new Error(String(err))); // JSON.parse throws a SyntaxError
       }
     });
   });
 }
 
-type Q = { query(sql: string, params?: unknown[]): Promise<{ rows: any[] }> };
+type Q = { query(sql: string, params?: unknown[]): Promise<{ rows: Record<string, unknown>[] }> };
 
 /** 20 pipelines with 100 finished 3-step runs each, and one pipeline whose run has 50 steps of 3 attempts. */
 export async function seedApiBench(q: Q): Promise<string> {
@@ -261,7 +261,7 @@ export async function benchApi(): Promise<BenchRow[]> {
       const bytes = { [runPath]: await size(runPath), '/api/etl/pipelines': await size('/api/etl/pipelines') };
       for (const t of warm) await wrk(base, t, 0, 2);
       results = [];
-      for (const t of targets.filter((x) => !x.rate)) results.push(await wrk(base, t, bytes[t.path]!));
+      for (const t of targets.filter((x) => !x.rate)) results.push(await wrk(base, t, bytes[t.path]));
       results.push(...await node(targets.filter((x) => x.rate)));
     } else {
       await node(warm);

@@ -37,7 +37,8 @@ if (MODE === 'engine') {
   };
 }
 process.stdout.write('ready\n');
-process.on('SIGTERM', async () => {
+async function shutdown() {
   await close();
   process.exit(0);
-});
+}
+process.on('SIGTERM', () => void shutdown()); // fire-and-forget: shutdown ends the process

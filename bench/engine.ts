@@ -42,14 +42,14 @@ function complete(done: Map<string, () => void>, id: string) {
 
 function runOnce(sys: System): Promise<number> {
   const t0 = now();
-  return new Promise<number>((resolve) => {
+  return new Promise<number>((resolve, reject) => {
     sys.start().then((id) => {
       const fin = () => resolve(now() - t0);
       if (sys.done.has(id)) {
         sys.done.delete(id);
         fin();
       } else sys.done.set(id, fin);
-    });
+    }, reject);
   });
 }
 
@@ -84,7 +84,7 @@ async function spawnWorker(env: Record<string, string>) {
   const extra = env.MODE === 'engine' ? (process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []) : [];
   const child = spawn(process.execPath, [...extra, '--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
   });
   return async () => {

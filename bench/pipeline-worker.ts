@@ -18,10 +18,11 @@ const rt = await startWorkerRuntime({
   db, redisUrl: config.REDIS_URL, queueName: env.QUEUE, registry: createRegistry([benchQueryWorkflow]), services, log, concurrency: 2,
 });
 process.stdout.write('ready\n');
-process.on('SIGTERM', async () => {
+async function shutdown() {
   await rt.close(1_000);
   await services.close();
   await db.close();
   redis.disconnect();
   process.exit(0);
-});
+}
+process.on('SIGTERM', () => void shutdown()); // fire-and-forget: shutdown ends the process

@@ -13,6 +13,7 @@ import { clickHouseBatches, createClickHouse } from '../steps/sources/clickhouse
 import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { ensureClickHouse } from '../test/fakes/clickhouse';
+import { asyncOf } from '../test/helpers';
 import { benchConfig, benchQueryWorkflow, benchSql } from './pipeline-workflow';
 import { dropDatabase, now, type BenchRow } from './util';
 
@@ -31,9 +32,10 @@ function rowAt(i: number) {
   return { id: i, name: `customer-${i}`, city: ['Kyiv', 'Lisbon', 'Tokyo', 'Dubai', 'Cancún'][i % 5], country: ['UA', 'PT', 'JP', 'AE', 'MX'][i % 5],
     amount: (i % 100_000) / 100, created_at: 1_700_000_000 + i, active: i % 2, score: i % 1000 };
 }
-async function* generated(n: number, batch = 10_000) {
+function* rowBatches(n: number, batch: number) {
   for (let i = 0; i < n; i += batch) yield Array.from({ length: Math.min(batch, n - i) }, (_, k) => rowAt(i + k));
 }
+const generated = (n: number, batch = 10_000) => asyncOf(rowBatches(n, batch));
 
 /** Raw Redis: the same rows as pipelined HSETs (1,000 fields a command, 8 commands a round). */
 async function rawRedisWrite(redis: Redis, key: string, n: number): Promise<number> {
@@ -85,7 +87,7 @@ async function spawnWorker(env: Record<string, string>) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
   });
   return {

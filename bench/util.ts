@@ -13,7 +13,7 @@ export const now = () => performance.now();
 export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
 export const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -21,8 +21,8 @@ export const round = (v: number, digits = 2) => Math.round(v * 10 ** digits) / 1
 export function printTable(rows: BenchRow[]): void {
   const cols = ['bench', 'metric', 'value', 'unit', 'note'] as const;
   const cells = rows.map((r) => [r.bench, r.metric, String(round(r.value)), r.unit, r.note ?? '']);
-  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: readonly string[]) => `| ${vals.map((v, i) => v.padEnd(widths[i]!)).join(' | ')} |`;
+  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
+  const line = (vals: readonly string[]) => `| ${vals.map((v, i) => v.padEnd(widths[i])).join(' | ')} |`;
   console.log(line(cols));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const c of cells) console.log(line(c));

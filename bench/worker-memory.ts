@@ -56,7 +56,7 @@ async function measure(from: 'source' | 'bundle', dbUrl: string, yespoUrl: strin
   });
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('worker started')) resolve();
     });
@@ -72,7 +72,7 @@ async function measure(from: 'source' | 'bundle', dbUrl: string, yespoUrl: strin
   try {
     const { runId } = await engine.trigger('yespo.OVAGO');
     for (;;) {
-      const row = (await db.pool.query<{ status: string; error: string | null }>('select status, error from etl_runs where id = $1', [runId])).rows[0]!;
+      const row = (await db.pool.query<{ status: string; error: string | null }>('select status, error from etl_runs where id = $1', [runId])).rows[0];
       if (row.status === 'succeeded') break;
       if (row.status === 'failed' || row.status === 'cancelled') throw new Error(`bench run ${row.status}: ${row.error}`);
       await new Promise((r) => setTimeout(r, 100));

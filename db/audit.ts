@@ -42,8 +42,11 @@ export async function recordAudit(q: Q, entries: AuditEntry[]): Promise<void> {
 }
 
 /** Newest first; `beforeId` is the last id of the previous page. */
+/** A listAudit row as pg returns it: the bigserial id is a string unless db/client's int8 parser is installed. */
+type AuditRow = Omit<AuditView, 'id'> & { id: number | string };
+
 export async function listAudit(q: Q, o: { limit: number; beforeId?: number }): Promise<{ entries: AuditView[]; nextCursor: string | null }> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<AuditRow>(
     `select id, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at, actor, action,
        pipeline_id as "pipelineId", run_id as "runId", details
      from etl_audit_log where ($2::bigint is null or id < $2) order by id desc limit $1`,
@@ -51,7 +54,7 @@ export async function listAudit(q: Q, o: { limit: number; beforeId?: number }): 
   );
   const page = rows.slice(0, o.limit).map((r) => ({ ...r, id: Number(r.id) }));
   const more = rows.length > o.limit;
-  return { entries: page, nextCursor: more ? encodeAuditCursor(page[page.length - 1]!.id) : null };
+  return { entries: page, nextCursor: more ? encodeAuditCursor(page[page.length - 1].id) : null };
 }
 
 export const encodeAuditCursor = (id: number) => Buffer.from(`a:${id}`).toString('base64url');

@@ -35,7 +35,7 @@ async function newDatabase(): Promise<string> {
 const history = (c: pg.Client, table: string) =>
   c.query<{ hash: string; created_at: string }>(`select hash, created_at from ${table} order by id`).then((r) => r.rows);
 const exists = (c: pg.Client, name: string) =>
-  c.query<{ t: string | null }>('select to_regclass($1)::text as t', [name]).then((r) => r.rows[0]!.t !== null);
+  c.query<{ t: string | null }>('select to_regclass($1)::text as t', [name]).then((r) => r.rows[0].t !== null);
 
 afterAll(async () => {
   await withClient(`${PG_BASE}/postgres`, async (admin) => {

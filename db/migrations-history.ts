@@ -38,14 +38,14 @@ export async function adoptLegacyHistory(client: pg.ClientBase, migrationsFolder
       [hashes],
     );
     const { rows: [left] } = await client.query<{ n: number }>('select count(*)::int as n from drizzle.__drizzle_migrations');
-    if (left!.n === 0) {
+    if (left.n === 0) {
       await client.query('drop table drizzle.__drizzle_migrations');
       const { rows: [other] } = await client.query<{ n: number }>(
         `select (select count(*) from pg_class where relnamespace = 'drizzle'::regnamespace)
               + (select count(*) from pg_proc where pronamespace = 'drizzle'::regnamespace)
               + (select count(*) from pg_type where typnamespace = 'drizzle'::regnamespace and typtype <> 'c') as n`,
       );
-      if (Number(other!.n) === 0) await client.query('drop schema drizzle');
+      if (Number(other.n) === 0) await client.query('drop schema drizzle');
     }
     await client.query('commit');
     return moved.rowCount ?? 0;

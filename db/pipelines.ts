@@ -43,12 +43,12 @@ export async function seedPipelines(q: Q, seeds: readonly PipelineSeed[]): Promi
 }
 
 export async function getPipeline(q: Q, id: string): Promise<PipelineRow | null> {
-  const { rows } = await q.query(`select ${COLS} from etl_pipelines where id = $1`, [id]);
+  const { rows } = await q.query<PipelineRow>(`select ${COLS} from etl_pipelines where id = $1`, [id]);
   return rows[0] ?? null;
 }
 
 export async function listPipelines(q: Q): Promise<PipelineRow[]> {
-  const { rows } = await q.query(`select ${COLS} from etl_pipelines order by id`);
+  const { rows } = await q.query<PipelineRow>(`select ${COLS} from etl_pipelines order by id`);
   return rows;
 }
 
@@ -57,7 +57,7 @@ export async function updatePipeline(
   id: string,
   patch: Partial<Pick<PipelineRow, 'enabled' | 'cron' | 'timezone' | 'config' | 'concurrency' | 'catchup' | 'catchupCap'>>,
 ): Promise<PipelineRow | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<PipelineRow>(
     `update etl_pipelines set
        enabled = coalesce($2, enabled), cron = coalesce($3, cron), timezone = coalesce($4, timezone),
        config = coalesce($5, config), concurrency = coalesce($6, concurrency), catchup = coalesce($7, catchup),
@@ -70,6 +70,6 @@ export async function updatePipeline(
 }
 
 export async function getPipelines(q: Q, ids: string[]): Promise<PipelineRow[]> {
-  const { rows } = await q.query(`select ${COLS} from etl_pipelines where id = any($1::text[])`, [ids]);
+  const { rows } = await q.query<PipelineRow>(`select ${COLS} from etl_pipelines where id = any($1::text[])`, [ids]);
   return rows;
 }

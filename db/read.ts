@@ -73,12 +73,12 @@ const cleanStep = <S extends StepView>(s: S): S => ({
 const toPipeline = (row: PipelineView): PipelineView => ({ ...row, lastRun: row.lastRun ? cleanRun(row.lastRun) : null });
 
 export async function listPipelinesWithLastRun(q: Q): Promise<PipelineView[]> {
-  const { rows } = await q.query(`select ${PIPELINE_COLS} from etl_pipelines p order by p.id`);
+  const { rows } = await q.query<PipelineView>(`select ${PIPELINE_COLS} from etl_pipelines p order by p.id`);
   return rows.map(toPipeline);
 }
 
 export async function getPipelineWithLastRun(q: Q, id: string): Promise<PipelineView | null> {
-  const { rows } = await q.query(`select ${PIPELINE_COLS} from etl_pipelines p where p.id = $1`, [id]);
+  const { rows } = await q.query<PipelineView>(`select ${PIPELINE_COLS} from etl_pipelines p where p.id = $1`, [id]);
   return rows[0] ? toPipeline(rows[0]) : null;
 }
 
@@ -99,10 +99,10 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
   if (!m) return null;
   // The shape alone admits month 13 or hour 99, which Postgres refuses with an error:
   // only a real calendar time (the millisecond prefix round-trips) is a cursor.
-  const ms = `${m[1]!.slice(0, 23)}Z`;
+  const ms = `${m[1].slice(0, 23)}Z`;
   const t = Date.parse(ms);
   if (Number.isNaN(t) || new Date(t).toISOString() !== ms || t < Date.UTC(1970, 0, 1)) return null;
-  return { createdAt: `${m[1]}Z`, id: m[2]! };
+  return { createdAt: `${m[1]}Z`, id: m[2] };
 }
 
 /** Runs of one pipeline, newest first. Throws on a cursor decodeCursor rejects. */
@@ -121,7 +121,7 @@ export async function listRuns(q: Q, pipelineId: string, opts: ListRunsOptions =
     where.push(`(r.created_at, r.id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`);
   }
   params.push(limit + 1);
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ run: RunView; at: string }>(
     `select ${runJson('r')} as run, to_char(r.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') as at
      from etl_runs r where ${where.join(' and ')}
      order by ${newestFirst('r')} limit $${params.length}`,
@@ -130,7 +130,7 @@ export async function listRuns(q: Q, pipelineId: string, opts: ListRunsOptions =
   const page = rows.slice(0, limit);
   const last = page[page.length - 1];
   return {
-    runs: page.map((r) => cleanRun(r.run as RunView)),
+    runs: page.map((r) => cleanRun(r.run)),
     nextCursor: rows.length > limit && last ? encodeCursor(last.at, last.run.id) : null,
   };
 }
@@ -138,14 +138,14 @@ export async function listRuns(q: Q, pipelineId: string, opts: ListRunsOptions =
 /** The drilldown: the run, its steps in order, and every attempt of each step. */
 export async function getRunDetail(q: Q, runId: string): Promise<RunDetailView | null> {
   if (!isUuid(runId)) return null;
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ run: RunView; steps: StepView[] }>(
     `select ${runJson('r')} as run,
        coalesce((select json_agg(${stepJson('s')} order by s.position) from etl_run_steps s where s.run_id = r.id), '[]'::json) as steps
      from etl_runs r where r.id = $1`,
     [runId],
   );
   if (!rows[0]) return null;
-  return { ...cleanRun(rows[0].run as RunView), steps: (rows[0].steps as StepView[]).map(cleanStep) };
+  return { ...cleanRun(rows[0].run), steps: rows[0].steps.map(cleanStep) };
 }
 
 /** Outputs above this size are summarised: they are references or staged values, not for a browser. */
@@ -153,7 +153,7 @@ const MAX_OUTPUT_BYTES = 64 * 1024;
 
 export async function getStepDetail(q: Q, runId: string, key: string): Promise<StepDetailView | null> {
   if (!isUuid(runId)) return null;
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ step: StepView; error_stack: string | null; job_id: string | null; output: unknown }>(
     `select ${stepJson('s')} as step, s.error_stack, s.job_id,
        case when octet_length(s.output::text) > ${MAX_OUTPUT_BYTES}
          then jsonb_build_object('truncated', true, 'bytes', octet_length(s.output::text)) else s.output end as output
@@ -162,7 +162,7 @@ export async function getStepDetail(q: Q, runId: string, key: string): Promise<S
   );
   const row = rows[0];
   if (!row) return null;
-  return { ...cleanStep(row.step as StepView), errorStack: clean(row.error_stack), output: row.output, jobId: row.job_id };
+  return { ...cleanStep(row.step), errorStack: clean(row.error_stack), output: row.output, jobId: row.job_id };
 }
 
 /** Counts for /metrics: runs by pipeline and status, steps by status. */
@@ -171,8 +171,8 @@ export async function statusCounts(q: Q): Promise<{
   steps: { status: string; n: number }[];
 }> {
   const [runs, steps] = await Promise.all([
-    q.query('select pipeline_id as "pipelineId", status, count(*)::int as n from etl_runs group by 1, 2'),
-    q.query('select status, count(*)::int as n from etl_run_steps group by 1'),
+    q.query<{ pipelineId: string; status: string; n: number }>('select pipeline_id as "pipelineId", status, count(*)::int as n from etl_runs group by 1, 2'),
+    q.query<{ status: string; n: number }>('select status, count(*)::int as n from etl_run_steps group by 1'),
   ]);
   return { runs: runs.rows, steps: steps.rows };
 }

@@ -62,7 +62,7 @@ export async function insertRun(q: Q, run: NewRun): Promise<void> {
  *  of the runs inserted are returned. */
 export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
   if (list.length === 0) return new Set();
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string }>(
     `with input as (
        select * from jsonb_to_recordset($1::jsonb) as r(id uuid, pipeline_id text, trigger text, scheduled_for timestamptz,
                                                        params jsonb, parent_run_id uuid, exclusive boolean, steps jsonb,
@@ -89,7 +89,7 @@ export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
 /** The root job's transition: succeeded once every step has, only from queued/running and
  *  on the root job's generation. Returns the pipeline id; null when refused. */
 export async function finishRun(q: Q, a: { runId: string; generation: number }): Promise<string | null> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<{ pipeline_id: string }>({
     name: 'etl-finish-run',
     text: `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
        rows = (select jsonb_build_object(
@@ -106,7 +106,7 @@ export async function finishRun(q: Q, a: { runId: string; generation: number }):
 /** Cancels a queued/running run with its pending/running steps and running attempts.
  *  Null when the run was not active (already finished or cancelled): nothing changes. */
 export async function cancelRun(q: Q, runId: string, reason: string): Promise<{ pipelineId: string; generation: number } | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ pipeline_id: string; generation: number }>(
     `with r as (
        update etl_runs set status = 'cancelled', finished_at = now(), updated_at = now(), error = $2
        where id = $1 and status in ('queued', 'running') returning pipeline_id, generation),
@@ -140,13 +140,16 @@ export interface RunState {
   steps: { key: string; position: number; status: StepStatus; attempts: number; jobId: string | null }[];
 }
 
+interface RunStateRow { id: string; pipeline_id: string; status: RunStatus; generation: number; updated_at: Date }
+interface RunStateStepRow { key: string; position: number; status: StepStatus; attempts: number; job_id: string | null }
+
 export async function getRunState(q: Q, runId: string, opts: { forUpdate?: boolean } = {}): Promise<RunState | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<RunStateRow>(
     `select id, pipeline_id, status, generation, updated_at from etl_runs where id = $1 ${opts.forUpdate ? 'for update' : ''}`,
     [runId],
   );
   if (!rows[0]) return null;
-  const steps = await q.query(
+  const steps = await q.query<RunStateStepRow>(
     'select key, position, status, attempts, job_id from etl_run_steps where run_id = $1 order by position',
     [runId],
   );
@@ -162,7 +165,7 @@ export async function getRunState(q: Q, runId: string, opts: { forUpdate?: boole
  *  Fenced by the generation only (so two rebuilds of one flow cannot both bump it); the
  *  caller decides from which statuses a requeue is allowed, under the run's row lock. */
 export async function requeueRun(q: Q, runId: string, generation: number): Promise<number> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ generation: number }>(
     `with r as (
        update etl_runs set status = 'queued', generation = generation + 1, error = null, finished_at = null, updated_at = now()
        where id = $1 and generation = $2 returning generation),
@@ -181,7 +184,7 @@ export async function requeueRun(q: Q, runId: string, generation: number): Promi
 
 /** Runs that should have BullMQ jobs: queued/running and untouched for `olderThanMs`. */
 export async function listActiveRuns(q: Q, olderThanMs: number): Promise<{ id: string; generation: number; status: RunStatus }[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string; generation: number; status: RunStatus }>(
     `select id, generation, status from etl_runs
      where status in ('queued', 'running') and updated_at < now() - make_interval(secs => $1::float8 / 1000)`,
     [olderThanMs],
@@ -192,11 +195,11 @@ export async function listActiveRuns(q: Q, olderThanMs: number): Promise<{ id: s
 /** Which of these runs are cancelled: the workers' poll for a missed cancel broadcast. */
 export async function cancelledAmong(q: Q, runIds: string[]): Promise<string[]> {
   if (runIds.length === 0) return [];
-  const { rows } = await q.query(`select id from etl_runs where id = any($1::uuid[]) and status = 'cancelled'`, [runIds]);
+  const { rows } = await q.query<{ id: string }>(`select id from etl_runs where id = any($1::uuid[]) and status = 'cancelled'`, [runIds]);
   return rows.map((r) => r.id);
 }
 
 export async function runParams(q: Q, runId: string): Promise<Record<string, unknown>> {
-  const { rows } = await q.query('select params from etl_runs where id = $1', [runId]);
+  const { rows } = await q.query<{ params: Record<string, unknown> | null }>('select params from etl_runs where id = $1', [runId]);
   return rows[0]?.params ?? {};
 }

@@ -18,7 +18,7 @@ export interface ScheduleRow {
 }
 
 export async function loadSchedules(q: Q): Promise<ScheduleRow[]> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<ScheduleRow>({
     name: 'etl-load-schedules',
     text: `select id, cron, timezone, enabled, catchup, catchup_cap as "catchupCap", schedule_cursor as cursor,
              updated_at as "updatedAt" from etl_pipelines`,
@@ -50,10 +50,13 @@ export interface TickClaim {
   detail?: string | null;
 }
 
+/** A tick as etl_schedule_ticks stores it (the columns claimTicks and stalePendingTicks read). */
+interface TickDbRow { pipeline_id: string; scheduled_for: Date; outcome: TickOutcome; catch_up: boolean; detail: string | null }
+
 /** Inserts tick rows; returns only those this caller inserted (the ones it now owns). */
 export async function claimTicks(q: Q, ticks: TickClaim[], worker: string): Promise<TickClaim[]> {
   if (ticks.length === 0) return [];
-  const { rows } = await q.query(
+  const { rows } = await q.query<TickDbRow>(
     `insert into etl_schedule_ticks (pipeline_id, scheduled_for, outcome, catch_up, detail, claimed_by)
      select * , $6::text from unnest($1::text[], $2::timestamptz[], $3::text[], $4::boolean[], $5::text[])
      on conflict do nothing
@@ -78,7 +81,7 @@ export async function resolveTick(q: Q, a: {
 /** Claimed ticks nobody resolved (the claimer died, or a catch-up tick waits its turn):
  *  the oldest per pipeline, older than `olderThanMs`. */
 export async function stalePendingTicks(q: Q, olderThanMs: number, limit = 500): Promise<(TickClaim & { ageMs: number })[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<Omit<TickDbRow, 'outcome'> & { age_ms: number }>(
     `select distinct on (pipeline_id) pipeline_id, scheduled_for, catch_up, detail,
        (extract(epoch from now() - recorded_at) * 1000)::int as age_ms
      from etl_schedule_ticks
@@ -90,7 +93,7 @@ export async function stalePendingTicks(q: Q, olderThanMs: number, limit = 500):
 }
 
 export async function scheduledRunId(q: Q, pipelineId: string, scheduledFor: Date): Promise<string | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string }>(
     `select id from etl_runs where pipeline_id = $1 and scheduled_for = $2 and trigger = 'schedule'`, [pipelineId, scheduledFor]);
   return rows[0]?.id ?? null;
 }
@@ -108,7 +111,7 @@ export interface TickRow {
 
 /** The tick log of one pipeline, newest first: "why did this not run at 03:00?" */
 export async function listTicks(q: Q, pipelineId: string, limit = 50, before?: Date): Promise<TickRow[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<TickRow>(
     `select pipeline_id as "pipelineId", scheduled_for as "scheduledFor", outcome, run_id as "runId", catch_up as "catchUp",
        detail, recorded_at as "recordedAt", lag_ms as "lagMs"
      from etl_schedule_ticks where pipeline_id = $1 and ($3::timestamptz is null or scheduled_for < $3)
@@ -141,7 +144,7 @@ export async function resolveTicks(q: Q, list: {
 /** The runs that scheduled ticks already have, keyed `${pipelineId}|${epochMs}`. */
 export async function scheduledRunIds(q: Q, ticks: { pipelineId: string; scheduledFor: Date }[]): Promise<Map<string, string>> {
   if (ticks.length === 0) return new Map();
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ pipeline_id: string; scheduled_for: Date; id: string }>(
     `select r.pipeline_id, r.scheduled_for, r.id from etl_runs r
      join unnest($1::text[], $2::timestamptz[]) as v(pipeline_id, scheduled_for)
        on r.pipeline_id = v.pipeline_id and r.scheduled_for = v.scheduled_for and r.trigger = 'schedule'`,
@@ -155,7 +158,9 @@ export async function scheduledRunIds(q: Q, ticks: { pipelineId: string; schedul
 export async function schedulerHealth(q: Q, windowMinutes = 15): Promise<{
   maxLagMs: number | null; p99LagMs: number | null; stalePending: number; fired: number; skipped: number; missed: number;
 }> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{
+    max_lag: number | null; p99_lag: number | null; stale_pending: number; fired: number; skipped: number; missed: number;
+  }>(
     `select max(lag_ms) as max_lag, percentile_disc(0.99) within group (order by lag_ms) as p99_lag,
        count(*) filter (where outcome = 'pending' and recorded_at < now() - interval '30 seconds')::int as stale_pending,
        count(*) filter (where outcome = 'fired')::int as fired,
@@ -171,6 +176,7 @@ export async function schedulerHealth(q: Q, windowMinutes = 15): Promise<{
 /** Enabled pipelines whose scheduler cursor is behind a due tick by more than `graceMs`:
  *  nobody is scheduling them (all workers down, or a stuck scheduler). */
 export async function enabledCursors(q: Q): Promise<{ id: string; cron: string; timezone: string; cursor: Date | null }[]> {
-  const { rows } = await q.query(`select id, cron, timezone, schedule_cursor as cursor from etl_pipelines where enabled`);
+  const { rows } = await q.query<{ id: string; cron: string; timezone: string; cursor: Date | null }>(
+    `select id, cron, timezone, schedule_cursor as cursor from etl_pipelines where enabled`);
   return rows;
 }

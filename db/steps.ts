@@ -24,6 +24,16 @@ export interface ClaimedStep {
   runStarted: boolean;
 }
 
+/** The columns of a claim, as claimStep and completeStep's handoff select them. */
+interface ClaimRow {
+  attempts: number;
+  checkpoint: unknown;
+  params: Record<string, unknown>;
+  pipeline_id: string;
+  config: Record<string, unknown>;
+  outputs: Record<string, unknown>;
+}
+
 /** Marks the step running for a new attempt. Null when the step must not run (already
  *  succeeded, run no longer active, or this job belongs to an older flow generation).
  *  With `adopt` (the job's first activation), a claim the previous step's completion
@@ -31,7 +41,7 @@ export interface ClaimedStep {
 export async function claimStep(q: Q, a: {
   runId: string; key: string; generation: number; jobId: string; worker: string; adopt?: boolean;
 }): Promise<ClaimedStep | null> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<ClaimRow & { run_started: boolean }>({
     name: 'etl-claim-step',
     text: `with o as (
        select ($6::boolean and handoff and status = 'running' and job_id = $4) as adopt
@@ -94,7 +104,9 @@ export async function completeStep(q: Q, a: {
   last: boolean; next?: { key: string; jobId: string; worker: string };
 }): Promise<{ done: boolean; runFinished: boolean; next: ClaimedStep | null }> {
   const output = JSON.stringify(a.output ?? null);
-  const { rows } = await q.query({
+  // Without a handoff (nx empty) the left joins leave the claim's columns null.
+  type Handoff = Omit<ClaimRow, 'outputs'> | { [K in keyof Omit<ClaimRow, 'outputs'>]: null };
+  const { rows } = await q.query<Handoff & { n: number; finished: number; own_output: unknown; outputs: Record<string, unknown> }>({
     name: 'etl-complete-step',
     text: `with s as (
        update etl_run_steps st set status = 'succeeded', output = $5, rows_in = $6, rows_out = $7, finished_at = now(),
@@ -164,7 +176,7 @@ export async function markHandoffsTaken(q: Q, list: readonly { runId: string; ke
 export async function failStep(q: Q, a: {
   runId: string; key: string; generation: number; attempt: number; error: string; stack: string | null; final: boolean;
 }): Promise<boolean> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<{ n: number }>({
     name: 'etl-fail-step',
     text: `with s as (
        update etl_run_steps st set status = case when $7 then 'failed' else 'pending' end, error = $5, error_stack = $6,
@@ -203,7 +215,9 @@ export async function releaseStep(q: Q, a: { runId: string; key: string; attempt
 export async function stepOutputs(q: Q, runId: string): Promise<Map<string, {
   output: unknown; rowsIn: number | null; rowsOut: number | null; startedAt: Date | null; finishedAt: Date | null;
 }>> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{
+    key: string; output: unknown; rows_in: number | null; rows_out: number | null; started_at: Date | null; finished_at: Date | null;
+  }>(
     `select key, output, rows_in, rows_out, started_at, finished_at from etl_run_steps where run_id = $1 and status = 'succeeded'`,
     [runId],
   );

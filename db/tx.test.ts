@@ -53,9 +53,9 @@ describe('withClient', () => {
   it('hands the connection back after a failure, or destroys it with dropOnError', async () => {
     await db.pool.query('select 1');
     const before = db.pool.totalCount;
-    await expect(withClient(db.pool, async () => { throw new Error('x'); })).rejects.toThrow('x');
+    await expect(withClient(db.pool, () => Promise.reject(new Error('x')))).rejects.toThrow('x');
     expect(db.pool.totalCount).toBe(before);
-    await expect(withClient(db.pool, async () => { throw new Error('y'); }, { dropOnError: true })).rejects.toThrow('y');
+    await expect(withClient(db.pool, () => Promise.reject(new Error('y')), { dropOnError: true })).rejects.toThrow('y');
     expect(db.pool.totalCount).toBe(before - 1);
     expect(db.pool.totalCount - db.pool.idleCount).toBe(0);
   });
@@ -66,18 +66,18 @@ describe('advisory locks', () => {
     let ran = 0;
     const outer = await withTryXactLock(db.pool, LOCKS.reconcile, async () => {
       expect(await held(LOCKS.reconcile)).toBe(true);
-      const inner = await withTryXactLock(db.pool, LOCKS.reconcile, async () => { ran++; return 'inner'; });
+      const inner = await withTryXactLock(db.pool, LOCKS.reconcile, () => { ran++; return Promise.resolve('inner'); });
       return { inner };
     });
     expect(outer).toEqual({ inner: null });
     expect(ran).toBe(0);
     // The lock ended with the transaction: the next try gets it.
     expect(await held(LOCKS.reconcile)).toBe(false);
-    expect(await withTryXactLock(db.pool, LOCKS.reconcile, async () => 'got it')).toBe('got it');
+    expect(await withTryXactLock(db.pool, LOCKS.reconcile, () => Promise.resolve('got it'))).toBe('got it');
   });
 
   it('withTryXactLock releases the lock when fn fails', async () => {
-    await expect(withTryXactLock(db.pool, LOCKS.reconcile, async () => { throw new Error('pass failed'); })).rejects.toThrow('pass failed');
+    await expect(withTryXactLock(db.pool, LOCKS.reconcile, () => Promise.reject(new Error('pass failed')))).rejects.toThrow('pass failed');
     expect(await held(LOCKS.reconcile)).toBe(false);
   });
 
@@ -85,7 +85,7 @@ describe('advisory locks', () => {
     await withClient(db.pool, async (c) => {
       await expect(withSessionLock(c, LOCKS.migrate, async () => {
         expect(await held(LOCKS.migrate)).toBe(true);
-        expect(await withTryXactLock(db.pool, LOCKS.migrate, async () => 'other')).toBeNull();
+        expect(await withTryXactLock(db.pool, LOCKS.migrate, () => Promise.resolve('other'))).toBeNull();
         throw new Error('migration failed');
       })).rejects.toThrow('migration failed');
     });

@@ -71,7 +71,7 @@ export const LOCKS = {
 export async function withTryXactLock<T>(pool: pg.Pool, key: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T | null> {
   return withTransaction(pool, async (client) => {
     const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_xact_lock($1) as ok', [key]);
-    if (!rows[0]!.ok) return null;
+    if (!rows[0].ok) return null;
     return fn(client);
   });
 }

@@ -168,7 +168,7 @@ export async function copyAndMerge(pool: pg.Pool, a: {
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
   return withTransaction(pool, async (client) => {
     // The sort behind DISTINCT ON spills to disk at the 4 MB default; this is per-transaction.
-    const { rows: [{ pid }] } = await client.query(`select pg_backend_pid() as pid, set_config('work_mem', '64MB', true)`);
+    const { rows: [{ pid }] } = await client.query<{ pid: number }>(`select pg_backend_pid() as pid, set_config('work_mem', '64MB', true)`);
     await client.query(`create temp table ${STAGE} on commit drop as select ${cols} from ${quoteIdent(t.table.name)} with no data`);
     await client.query(`alter table ${STAGE} add column ${ORD} bigint generated always as identity`);
     const staged = await copyIn(client, `copy ${STAGE} (${cols}) from stdin`, a.data, a.signal);
@@ -177,7 +177,7 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     // Without statistics the planner guesses 200 distinct keys and joins by a million index
     // lookups; a sampled ANALYZE costs a fraction of a second and gets a hash join.
     await client.query(`analyze ${STAGE}`);
-    const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
+    const { rows } = await cancellable(pool, pid, a.signal, () => client.query<{ distinct_rows: number; inserted: number; updated: number }>(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
     // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
     return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };

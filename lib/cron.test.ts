@@ -82,7 +82,7 @@ describe('fire times across DST changes (Europe/Kyiv)', () => {
     const autumn = fireTimesBetween('0 * * * *', KYIV, new Date('2026-10-24T20:59:59Z'), new Date('2026-10-25T21:59:59Z'), 100);
     expect(autumn).toHaveLength(25);
     expect(iso(autumn).slice(3, 5)).toEqual(['2026-10-25T00:00:00.000Z', '2026-10-25T01:00:00.000Z']); // 03:00 EEST, 03:00 EET
-    const diffs = autumn.slice(1).map((t, i) => t.getTime() - autumn[i]!.getTime());
+    const diffs = autumn.slice(1).map((t, i) => t.getTime() - autumn[i].getTime());
     expect(new Set(diffs)).toEqual(new Set([3_600_000]));
   });
 });

@@ -18,8 +18,11 @@ export interface SandboxColumn {
 export interface SandboxTable {
   schema: SandboxColumn[];
   rowCount: number;
-  row(i: number): unknown[];
+  row(i: number): readonly SandboxValue[];
 }
+
+/** A cell of a sandbox row: what the STRING, INTEGER, FLOAT, BOOLEAN and TIMESTAMP encoders take. */
+export type SandboxValue = string | number | boolean | bigint | Date | null | undefined;
 
 /** How the caller asked TIMESTAMPs to be rendered (BigQuery `formatOptions`). */
 export type TimestampFormat = 'int64-micros' | 'float-seconds' | 'iso';
@@ -69,7 +72,7 @@ export function encodeRows(table: SandboxTable, start: number, end: number, ts: 
     const values = table.row(i);
     out += i === start ? '{"f":[' : ',{"f":[';
     for (let c = 0; c < types.length; c++) {
-      const v = encodeValue(values[c], types[c] as SandboxColumnType, ts);
+      const v = encodeValue(values[c], types[c], ts);
       if (c > 0) out += ',';
       out += v === null ? '{"v":null}' : needsEscape[c] ? `{"v":${JSON.stringify(v)}}` : `{"v":"${v}"}`;
     }
@@ -78,7 +81,7 @@ export function encodeRows(table: SandboxTable, start: number, end: number, ts: 
   return out + ']';
 }
 
-function encodeValue(v: unknown, type: SandboxColumnType, ts: TimestampFormat): string | null {
+function encodeValue(v: SandboxValue, type: SandboxColumnType, ts: TimestampFormat): string | null {
   if (v === null || v === undefined) return null;
   switch (type) {
     case 'STRING':

@@ -89,7 +89,7 @@ export async function startClickHouseFake(opts: {
     });
   }, { port: opts.port });
 
-  return { url: listening.url, close: listening.close, requests };
+  return { url: listening.url, close: () => listening.close(), requests };
 }
 
 /**

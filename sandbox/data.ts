@@ -27,7 +27,7 @@ export function sandboxBigQueryTables(opts: { projects?: number } = {}): Record<
     countries: {
       schema: [{ name: 'code', type: 'STRING' }, { name: 'name', type: 'STRING' }, { name: 'region', type: 'STRING' }, { name: 'currency', type: 'STRING' }],
       rowCount: COUNTRIES.length,
-      row: (i) => COUNTRIES[i]!,
+      row: (i) => COUNTRIES[i],
     },
     airports: {
       schema: [{ name: 'iata', type: 'STRING' }, { name: 'name', type: 'STRING' }, { name: 'city', type: 'STRING' },
@@ -35,7 +35,7 @@ export function sandboxBigQueryTables(opts: { projects?: number } = {}): Record<
       rowCount: 1_500,
       row: (i) => {
         const c = i % CITIES.length;
-        return [letters(i * 7 + 11, 3), `${CITIES[c]} ${['International', 'Central', 'Airfield'][i % 3]}`, CITIES[c], COUNTRIES[c]![0],
+        return [letters(i * 7 + 11, 3), `${CITIES[c]} ${['International', 'Central', 'Airfield'][i % 3]}`, CITIES[c], COUNTRIES[c][0],
           Math.round((((i * 37) % 1400) / 10 - 70) * 1e4) / 1e4, Math.round((((i * 53) % 3600) / 10 - 180) * 1e4) / 1e4];
       },
     },

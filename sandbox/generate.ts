@@ -12,7 +12,7 @@ const BQ_TYPE: Record<string, SandboxColumnType> = {
   string: 'STRING', number: 'FLOAT', integer: 'INTEGER', boolean: 'BOOLEAN', timestamp: 'TIMESTAMP', json: 'STRING',
 };
 
-function value(name: string, type: string, i: number): unknown {
+function value(name: string, type: string, i: number): string | number | boolean | null {
   // Optional columns are null on every 7th row, so the null path is exercised too.
   if (type.endsWith('?') && i % 7 === 6) return null;
   switch (type.replace('?', '')) {

@@ -27,7 +27,11 @@ interface DatasetSpec { sql: string; columns: Columns }
 
 function datasetsOf(p: SandboxPipeline): DatasetSpec[] {
   const list = p.config.datasets;
-  return Array.isArray(list) ? list.filter((d): d is DatasetSpec => typeof d?.sql === 'string' && typeof d?.columns === 'object') : [];
+  const isDataset = (d: unknown): d is DatasetSpec => {
+    const x = d as { sql?: unknown; columns?: unknown } | null | undefined;
+    return typeof x?.sql === 'string' && typeof x?.columns === 'object';
+  };
+  return Array.isArray(list) ? list.filter(isDataset) : [];
 }
 
 /** BigQuery tables for every BigQuery pipeline given, by table name. */

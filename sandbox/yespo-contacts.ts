@@ -36,7 +36,7 @@ function hash(n: number): number {
 }
 
 function pick<T>(list: readonly T[], h: number): T {
-  return list[h % list.length] as T;
+  return list[h % list.length];
 }
 
 /** A stable numeric seed for a group id, so two groups get different people. */

@@ -140,7 +140,7 @@ describe('protocol edges', () => {
 
   it('serves the built page from a fixed list of files only', async () => {
     for (const [path, type] of [['/etl', 'text/html'], ['/etl/', 'text/html'], ['/etl/app.js', 'javascript'], ['/etl/styles.css', 'text/css'], ['/etl/app.js.map', 'json']]) {
-      const r = await t.call('GET', path!, { auth: 'none' });
+      const r = await t.call('GET', path, { auth: 'none' });
       expect(r.status, path).toBe(200);
       expect(r.headers.get('content-type')).toContain(type);
     }
@@ -153,7 +153,9 @@ describe('protocol edges', () => {
   it('documents every mounted route in an OpenAPI 3.1 document built from the zod schemas', async () => {
     const r = await t.call('GET', api('/openapi.json'));
     expect(r.status).toBe(200);
-    const doc = r.body as { openapi: string; paths: Record<string, Record<string, any>>; components: { schemas: Record<string, unknown> } };
+    type Content = Record<string, { schema: { properties: Record<string, { items: unknown }>; required: string[] } }>;
+    interface Operation { parameters: { name: string; in: string }[]; responses: Record<string, { content: Content }>; requestBody: { content: Content } }
+    const doc = r.body as { openapi: string; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } };
     expect(doc.openapi).toBe('3.1.0');
     const mounted = t.app.routes
       .filter((x) => x.method !== 'ALL' && (x.path.startsWith('/api/etl/') || ['/healthz', '/readyz', '/metrics'].includes(x.path)))
@@ -162,10 +164,10 @@ describe('protocol edges', () => {
     expect(new Set(documented)).toEqual(new Set(mounted));
     expect(mounted).toHaveLength(22); // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error']));
-    const runs = doc.paths['/api/etl/pipelines/{id}/runs']!.get;
+    const runs = doc.paths['/api/etl/pipelines/{id}/runs'].get;
     expect(runs.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:limit', 'query:cursor', 'query:status']);
     expect(runs.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });
-    expect(doc.paths['/api/etl/pipelines/{id}/cron']!.put.requestBody.content['application/json'].schema.required).toEqual(['cron', 'timezone']);
+    expect(doc.paths['/api/etl/pipelines/{id}/cron'].put.requestBody.content['application/json'].schema.required).toEqual(['cron', 'timezone']);
     expect(JSON.stringify(doc)).not.toContain('$defs');
   });
 });

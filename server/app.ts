@@ -2,7 +2,6 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { secureHeaders } from 'hono/secure-headers';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from '../lib/logger';
 import { redact } from '../lib/redact';
 import { ConflictError, NotFoundError, ValidationError } from '../lib/errors';
@@ -76,7 +75,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (err instanceof ValidationError) return c.json(errorBody(err.code, err.message, err.details), 400);
     // Hono's own client errors (e.g. a malformed request it refused to parse).
     if (err instanceof HTTPException && err.status < 500) {
-      return c.json(errorBody('bad_request', 'the request could not be processed'), err.status as ContentfulStatusCode);
+      return c.json(errorBody('bad_request', 'the request could not be processed'), err.status);
     }
     deps.log.error({
       method: c.req.method, path: c.req.path,

@@ -53,7 +53,7 @@ export function authenticate(o: AuthOptions): MiddlewareHandler<AppEnv> {
       // Presented credentials that fail are refused outright, not downgraded to the cookie.
       if (header !== undefined) {
         const m = BEARER.exec(header);
-        if (m && tokenMatches(m[1]!, o.apiToken)) return tokenPrincipal();
+        if (m && tokenMatches(m[1], o.apiToken)) return tokenPrincipal();
         throw unauthorized();
       }
       if (c.req.method === 'GET' && ticketPaths.has(c.req.path)) {

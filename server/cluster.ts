@@ -42,7 +42,7 @@ export function runClusterPrimary(o: { workers: number; log: Logger; stopTimeout
     if (stopping) return;
     const now = Date.now();
     recentCrashes.push(now);
-    while (recentCrashes.length && now - recentCrashes[0]! > 60_000) recentCrashes.shift();
+    while (recentCrashes.length && now - recentCrashes[0] > 60_000) recentCrashes.shift();
     log.error({ pid: worker.process.pid, code, signal }, 'api worker exited; starting another');
     // A worker that cannot start (bad config, port taken) must not become a fork loop.
     if (recentCrashes.length > o.workers * 5) {

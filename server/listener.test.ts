@@ -27,8 +27,8 @@ beforeAll(async () => {
   api = await createEtlApi(config, { log: silentLog });
   fastify = Fastify();
   // SP0's own routes and body parsing stay as they were.
-  fastify.get('/api/sp0/hello', async () => ({ from: 'sp0' }));
-  fastify.post('/api/sp0/echo', async (req) => ({ got: req.body }));
+  fastify.get('/api/sp0/hello', () => Promise.resolve({ from: 'sp0' }));
+  fastify.post('/api/sp0/echo', (req) => Promise.resolve({ got: req.body }));
   await fastify.register(etlFastifyPlugin(api));
   base = await fastify.listen({ port: 0, host: '127.0.0.1' });
 });

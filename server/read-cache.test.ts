@@ -30,7 +30,7 @@ describe('read cache', () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 60_000 });
     let loads = 0;
-    const load = async () => `v${++loads}`;
+    const load = () => Promise.resolve(`v${++loads}`);
     const got = await Promise.all([1, 2, 3].map(() => cache.get('run:a', load)));
     expect(got).toEqual(['v1', 'v1', 'v1']);
     expect(await cache.get('run:a', load)).toBe('v1');
@@ -48,31 +48,31 @@ describe('read cache', () => {
     src.emit({ type: 'run', runId: 'a', pipelineId: 'p' });
     slow.resolve('before the change');
     expect(await first).toBe('before the change');
-    expect(await cache.get('run:a', async () => 'after')).toBe('after');
+    expect(await cache.get('run:a', () => Promise.resolve('after'))).toBe('after');
   });
 
   it('drops pipeline lists on any run event of the pipeline; past its TTL an entry is served while it refreshes', async () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 1 });
-    expect(await cache.get('pipelines', async () => 'a')).toBe('a');
+    expect(await cache.get('pipelines', () => Promise.resolve('a'))).toBe('a');
     vi.advanceTimersByTime(5); // past the 1 ms TTL, on the faked clock
     const next = deferred();
     expect(await cache.get('pipelines', () => next.promise)).toBe('a'); // stale, refresh started
-    expect(await cache.get('pipelines', async () => 'never')).toBe('a'); // one refresh at a time
+    expect(await cache.get('pipelines', () => Promise.resolve('never'))).toBe('a'); // one refresh at a time
     next.resolve('b');
     await next.promise;
     await Promise.resolve();
-    expect(await cache.get('pipelines', async () => 'c')).toBe('b');
+    expect(await cache.get('pipelines', () => Promise.resolve('c'))).toBe('b');
     const fresh = createReadCache(src.subscribe, { ttlMs: 60_000 });
-    await fresh.get('pipelines', async () => 'x');
+    await fresh.get('pipelines', () => Promise.resolve('x'));
     src.emit({ type: 'run', runId: 'r', pipelineId: 'p' });
-    expect(await fresh.get('pipelines', async () => 'y')).toBe('y');
+    expect(await fresh.get('pipelines', () => Promise.resolve('y'))).toBe('y');
   });
 
   it('a refresh that raced an unrelated invalidation is dropped, and the next read refreshes again', async () => {
     const src = source();
     const cache = createReadCache(src.subscribe, { ttlMs: 1 });
-    await cache.get('run:a', async () => 'v1');
+    await cache.get('run:a', () => Promise.resolve('v1'));
     vi.advanceTimersByTime(5);
     const slow = deferred();
     expect(await cache.get('run:a', () => slow.promise)).toBe('v1');
@@ -85,13 +85,13 @@ describe('read cache', () => {
     again.resolve('v3');
     await again.promise;
     await Promise.resolve();
-    expect(await cache.get('run:a', async () => 'v4')).toBe('v3');
+    expect(await cache.get('run:a', () => Promise.resolve('v4'))).toBe('v3');
   });
 
   it('is off without an event stream', async () => {
     const cache = createReadCache(undefined);
     let n = 0;
-    await cache.get('k', async () => `${n++}`);
-    expect(await cache.get('k', async () => `${n++}`)).toBe('1');
+    await cache.get('k', () => Promise.resolve(`${n++}`));
+    expect(await cache.get('k', () => Promise.resolve(`${n++}`))).toBe('1');
   });
 });

@@ -39,9 +39,9 @@ export interface RouteSpec<P extends z.ZodType = Empty, Q extends z.ZodType = Em
   handler(c: Context<AppEnv>, input: { params: z.output<P>; query: z.output<Q>; body: z.output<B> }): Response | Promise<Response>;
 }
 
-// The variance of `handler` makes specs with different schemas incompatible; the group
-// type only needs what mount and openapi read.
-export type AnyRoute = RouteSpec<any, any, any>;
+// The group type only needs what mount and openapi read. `handler` is a method, so its
+// parameter is checked bivariantly and a spec with concrete schemas is assignable here.
+export type AnyRoute = RouteSpec<z.ZodType, z.ZodType, z.ZodType>;
 
 export const route = <P extends z.ZodType = Empty, Q extends z.ZodType = Empty, B extends z.ZodType = Empty>(
   spec: RouteSpec<P, Q, B>,

@@ -160,7 +160,7 @@ describe('runs and actions', () => {
     expect(run.steps.map((s) => [s.key, s.position, s.status, s.attempts])).toEqual([
       ['fetch', 0, 'succeeded', 1], ['transform', 1, 'succeeded', 1], ['write', 2, 'succeeded', 1],
     ]);
-    expect(run.steps[1]!.attemptsHistory).toEqual([expect.objectContaining({ attempt: 1, status: 'succeeded', error: null })]);
+    expect(run.steps[1].attemptsHistory).toEqual([expect.objectContaining({ attempt: 1, status: 'succeeded', error: null })]);
     expect(Date.parse(run.finishedAt!)).toBeGreaterThanOrEqual(Date.parse(run.startedAt!));
     const s = await t.call('GET', api(`/runs/${runId}/steps/transform`));
     expect(StepEnvelope.parse(s.body).step).toMatchObject({ key: 'transform', rowsIn: 3, rowsOut: 3, errorStack: null, output: { values: [10, 20, 30] } });

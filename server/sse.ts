@@ -44,11 +44,12 @@ export async function createEventHub(subscriber: Redis, channel: string, log: Lo
     get size() {
       return listeners.size;
     },
-    async close() {
+    close() {
       const ends = [...listeners.values()];
       listeners.clear();
       for (const end of ends) end?.();
       subscriber.disconnect();
+      return Promise.resolve();
     },
   };
 }

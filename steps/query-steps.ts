@@ -129,7 +129,7 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;
     for (const ds of ctx.config.datasets) {
-      const ref = input.datasets[ds.name]!;
+      const ref = input.datasets[ds.name];
       const pg = ctx.config.postgres?.dataset === ds.name ? ctx.config.postgres : undefined;
       if (pg) {
         // Check before either sink changes anything, so a bad load publishes nowhere.

@@ -29,7 +29,7 @@ function maxInWindow(times: number[], ms: number): number {
   const sorted = [...times].sort((x, y) => x - y);
   let best = 0;
   for (let i = 0, j = 0; j < sorted.length; j++) {
-    while (sorted[j]! - sorted[i]! >= ms) i++;
+    while (sorted[j] - sorted[i] >= ms) i++;
     best = Math.max(best, j - i + 1);
   }
   return best;
@@ -46,14 +46,14 @@ describe('createRateLimiter', () => {
     // 6 concurrent callers per "process", 60 permits in all.
     await Promise.all(Array.from({ length: 12 }, async (_, w) => {
       for (let i = 0; i < 5; i++) {
-        await limiters[w % 2]!.acquire();
+        await limiters[w % 2].acquire();
         granted.push(performance.now());
       }
     }));
     expect(granted).toHaveLength(60);
     granted.sort((x, y) => x - y);
     // Permit k (0-based) is due (k - burst) / rate s after the first: the 60th (59 - 3) * 50 ms.
-    const span = granted.at(-1)! - granted[0]!;
+    const span = granted.at(-1)! - granted[0];
     expect(span).toBeGreaterThanOrEqual((59 - burst) * (1000 / rate) - 100);
     expect(performance.now() - start).toBeLessThan(6_000);
     // Grants are observed after a Redis round trip and an event-loop turn, which on a busy
@@ -61,7 +61,7 @@ describe('createRateLimiter', () => {
     // shared (2 x rate) or ignores its burst would still fail this.
     expect(maxInWindow(granted, 900)).toBeLessThanOrEqual(rate + burst);
     // And the first instant really allows the burst (not slower than promised).
-    expect(granted.filter((t) => t - granted[0]! < 40).length).toBeGreaterThanOrEqual(burst + 1);
+    expect(granted.filter((t) => t - granted[0] < 40).length).toBeGreaterThanOrEqual(burst + 1);
   });
 
   it('without burst, spaces requests evenly', async () => {
@@ -73,7 +73,7 @@ describe('createRateLimiter', () => {
     }
     // 10 permits span 9 intervals of 50 ms; 4 need 150 ms. The slack (50 / 40 ms) absorbs
     // a reply noticed late by a busy event loop, which shifts one observed grant.
-    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(9 * 50 - 50);
+    expect(times.at(-1)! - times[0]).toBeGreaterThanOrEqual(9 * 50 - 50);
     expect(maxInWindow(times, 110)).toBeLessThanOrEqual(3);
   });
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { abortReason } from '../lib/abort';
 
 /**
  * A request-rate limit shared by every run in every worker process that uses one API key:
@@ -70,7 +71,7 @@ export function rateLimitKey(service: string, apiKey: string): string {
 /** Sleeps `ms`, rejecting with the signal's reason as soon as it aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) return reject(abortReason(signal));
     const done = () => {
       signal?.removeEventListener('abort', onAbort);
       resolve();
@@ -78,7 +79,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     const t = setTimeout(done, ms);
     function onAbort() {
       clearTimeout(t);
-      reject(signal!.reason);
+      reject(abortReason(signal!));
     }
     signal?.addEventListener('abort', onAbort, { once: true });
   });
@@ -88,7 +89,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (!signal) return p;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
+    const onAbort = () => reject(abortReason(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });

@@ -99,7 +99,7 @@ export class StagingWriter {
       this.buf = [];
       this.bytes = 0;
     } else if (this.parts.length) {
-      data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.partBytes);
+      data = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.partBytes);
       rows = this.partRows;
       this.parts = [];
       this.partBytes = 0;

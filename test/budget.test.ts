@@ -8,9 +8,14 @@ import { parse } from 'yaml';
  * 1 CPU / 512 MB, and the total still fits a 4-vCPU / 4 GB host.
  */
 
-type Service = Record<string, any>;
+/** The parts of a compose service these checks read. */
+interface Service {
+  mem_limit: string; cpus: number; restart?: string; profiles?: string[]; labels?: Record<string, string>;
+  deploy?: { replicas?: number }; networks?: string[]; environment: Record<string, string>;
+  depends_on?: Record<string, unknown>;
+}
 // Compose's `!override` / `!reset` tags only change how files merge; `mergeServices` below applies them.
-const load = (file: string) => parse(readFileSync(file, 'utf8').replace(/ !(override|reset)\b/g, ''), { merge: true }) as { services: Record<string, Service>; networks?: Record<string, any> };
+const load = (file: string) => parse(readFileSync(file, 'utf8').replace(/ !(override|reset)\b/g, ''), { merge: true }) as { services: Record<string, Service>; networks?: Record<string, { external?: boolean }> };
 
 interface BudgetRow { service: string; ramMb: number; cpus: number }
 
@@ -21,8 +26,8 @@ function parseBudget(text: string): { rows: BudgetRow[]; total: { ramMb: number;
   for (const line of text.split('\n')) {
     const cells = line.split('│').map((c) => c.trim());
     if (cells.length < 5 || !cells[1] || cells[1] === 'service') continue;
-    const ram = /([\d.]+)\s*(MB|GB)/.exec(cells[2]!);
-    const cpus = Number(/[\d.]+/.exec(cells[3]!)?.[0]);
+    const ram = /([\d.]+)\s*(MB|GB)/.exec(cells[2]);
+    const cpus = Number(/[\d.]+/.exec(cells[3])?.[0]);
     if (!ram || !Number.isFinite(cpus)) throw new Error(`unreadable budget row: ${line}`);
     const ramMb = Number(ram[1]) * (ram[2] === 'GB' ? 1024 : 1);
     if (cells[1].startsWith('TOTAL')) total = { ramMb, cpus };
@@ -35,7 +40,7 @@ function parseBudget(text: string): { rows: BudgetRow[]; total: { ramMb: number;
 const mb = (limit: string) => {
   const m = /^(\d+)([mg])$/i.exec(limit);
   if (!m) throw new Error(`unsupported mem_limit ${limit}`);
-  return Number(m[1]) * (m[2]!.toLowerCase() === 'g' ? 1024 : 1);
+  return Number(m[1]) * (m[2].toLowerCase() === 'g' ? 1024 : 1);
 };
 
 const budget = parseBudget(readFileSync('deploy/sp0/budget.md', 'utf8'));
@@ -75,7 +80,7 @@ describe('docker-compose.yml (standalone)', () => {
     const sp1 = Object.entries(base.services).filter(([, s]) => s.labels?.['etl.budget'] === 'sp1');
     expect(sp1.map(([n]) => n).sort()).toEqual(budget.rows.map((r) => r.service).sort());
     for (const row of budget.rows) {
-      const svc = base.services[row.service]!;
+      const svc = base.services[row.service];
       expect(mb(svc.mem_limit)).toBe(row.ramMb);
       expect(svc.cpus).toBe(row.cpus);
       expect(svc.deploy?.replicas ?? 1).toBe(1);
@@ -105,7 +110,7 @@ describe('deploy/sp0/compose.override.yml (on an SP0 host)', () => {
     for (const name of ['postgres', 'redis', 'api', 'web']) expect(running[name], name).toBeUndefined();
     expect(override.networks?.sp0?.external).toBe(true);
     for (const name of ['migrate', 'marketing-worker']) {
-      const svc = override.services[name]!;
+      const svc = override.services[name];
       expect(svc.networks).toContain('sp0');
       expect(svc.environment.DATABASE_URL).toMatch(/^\$\{DATABASE_URL:\?/);
       expect(svc.environment.REDIS_URL).toMatch(/^\$\{REDIS_URL:\?/);

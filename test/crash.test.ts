@@ -77,7 +77,7 @@ describe('Redis restart mid-run', () => {
     const w = await spawn(h, { RECONCILE_MS: '1000', RECONCILE_GRACE_MS: '1000' });
     const { runId } = await h.engine.trigger('demo');
     // Execution counters live in the throwaway Redis too, so watch Postgres instead.
-    await waitFor(async () => (await h.run(runId)).steps[1]!.status === 'running', { what: 'transform to start' });
+    await waitFor(async () => (await h.run(runId)).steps[1].status === 'running', { what: 'transform to start' });
     await redis.kill();
     await redis.start();
     const run = await h.waitRun(runId, 'succeeded', 60_000);
@@ -105,7 +105,7 @@ describe('Postgres outage of ~10 s mid-run', () => {
     h = await createHarness({ startWorker: false, pgBase: pgs.baseUrl, seeds: [demoSeed('demo', { transformMs: 1_500 })] });
     await spawn(h);
     const { runId } = await h.engine.trigger('demo');
-    await waitFor(async () => (await h!.run(runId)).steps[1]!.status === 'running', { what: 'transform to start' });
+    await waitFor(async () => (await h!.run(runId)).steps[1].status === 'running', { what: 'transform to start' });
     await pgs.stop();
     await new Promise((r) => setTimeout(r, 10_000)); // the outage itself: Postgres is down for 10 s
     await pgs.start();

@@ -8,7 +8,13 @@ import { loadConfig } from '../config';
 
 /** There is no Docker engine here: check the deployment files so they cannot silently rot. */
 
-const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, any> };
+/** The parts of a compose service these checks read. */
+interface Service {
+  cpus: number; mem_limit: string; command: string[]; stop_grace_period?: string; restart?: string;
+  environment: Record<string, string>; env_file: string[]; deploy?: { replicas?: number };
+  healthcheck: { test: string[] }; depends_on: Record<string, { condition: string }>;
+}
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, Service> };
 const s = compose.services;
 
 describe('docker-compose.yml', () => {

@@ -32,10 +32,10 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     const { runId } = await h.engine.trigger('demo');
     const failed = await h.waitRun(runId, 'failed');
     expect(failed.steps.map((s) => s.status)).toEqual(['succeeded', 'failed', 'pending']);
-    expect(failed.steps[1]!.attempts).toBe(2);
+    expect(failed.steps[1].attempts).toBe(2);
     expect(failed.attempts.filter((a) => a.stepKey === 'transform').map((a) => a.status)).toEqual(['failed', 'failed']);
     // The error is recorded, with the secret in it redacted.
-    expect(failed.steps[1]!.error).toContain('transform told to fail');
+    expect(failed.steps[1].error).toContain('transform told to fail');
     expect(JSON.stringify(failed)).not.toContain('hunter2-secret');
 
     // The failure failed the flow up to its root, so no job waits for children forever.
@@ -47,7 +47,7 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     await h.engine.retryStep(runId, 'transform');
     const done = await h.waitRun(runId, 'succeeded');
     expect(done.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
-    expect(done.steps[1]!.attempts).toBe(3);
+    expect(done.steps[1].attempts).toBe(3);
     expect(await h.execs(runId)).toEqual({ fetch: 1, transform: 3, write: 1 });
     await expect(h.engine.resume(runId)).rejects.toMatchObject({ code: 'run_succeeded' });
   });
@@ -75,7 +75,7 @@ describe('engine (real Postgres + Redis, in-process worker)', () => {
     const run = await h.waitRun(runId, 'succeeded');
     expect(run).toMatchObject({ trigger: 'rerun', parentRunId: first });
     expect(run.steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
-    expect(run.steps[0]!.attempts).toBe(0); // reused, never executed in this run
+    expect(run.steps[0].attempts).toBe(0); // reused, never executed in this run
     expect(await h.execs(runId)).toEqual({ fetch: 0, transform: 1, write: 1 });
     expect(await h.redis.lrange(`${h.prefix}:out:${runId}`, 0, -1)).toEqual(['10', '20', '30']);
   });

@@ -31,6 +31,13 @@ export async function freshDatabase(seeds: readonly PipelineSeed[] = [], base = 
   };
 }
 
+/** A sync iterable's items as an async source (what the sinks read), one item a pull:
+ *  lazy, and an error the iterable throws rejects that pull, as with an async generator. */
+// eslint-disable-next-line @typescript-eslint/require-await -- the async generator is the point: it adapts a sync iterable to AsyncIterable, nothing to await
+export async function* asyncOf<T>(items: Iterable<T>): AsyncGenerator<T, void, undefined> {
+  yield* items;
+}
+
 /** Polls `fn` until it returns a truthy value or the deadline passes. */
 export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
@@ -38,11 +45,12 @@ export async function waitFor<T>(fn: () => Promise<T> | T, opts: { timeoutMs?: n
   while (Date.now() < deadline) {
     try {
       const v = await fn();
-      if (v) return v as NonNullable<T>;
+      if (v) return v;
     } catch (err) {
       last = err;
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
-  throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${String(last)}` : ''}`);
+  const failure = last as Error | undefined; // what fn threw: an Error in practice
+  throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${failure ? `: ${String(failure)}` : ''}`);
 }

@@ -31,7 +31,7 @@ function createMemoryCgroup(name: string): { dir: string; v: 1 | 2; peak(): numb
   const v1 = lines.find((l) => l.split(':')[1]?.split(',').includes('memory'));
   try {
     if (v1 && existsSync('/sys/fs/cgroup/memory')) {
-      const dir = path.join('/sys/fs/cgroup/memory', v1.split(':')[2]!, name);
+      const dir = path.join('/sys/fs/cgroup/memory', v1.split(':')[2], name);
       mkdirSync(dir);
       writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(LIMIT));
       if (existsSync(path.join(dir, 'memory.memsw.limit_in_bytes'))) writeFileSync(path.join(dir, 'memory.memsw.limit_in_bytes'), String(LIMIT));
@@ -99,7 +99,7 @@ describe('marketing-worker under a hard 512 MB limit', () => {
       platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning', splitting: true,
     });
     const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, { environment: Record<string, string> }> };
-    const serviceEnv = compose.services['marketing-worker']!.environment;
+    const serviceEnv = compose.services['marketing-worker'].environment;
     expect(serviceEnv.NODE_OPTIONS).toMatch(/--max-old-space-size=\d+/);
     const queueName = uid('q');
     // The shell puts itself into the cgroup, then becomes node: every byte the worker touches is charged there.

@@ -41,7 +41,7 @@ beforeAll(async () => {
   await ch.command({ query: `CREATE TABLE ${chDb}.searches (event_date Date, destination String, user_id UInt64) ENGINE = MergeTree() ORDER BY event_date` });
   const rows = Array.from({ length: 5_000 }, (_, i) => ({
     event_date: new Date(Date.now() - (i % 20) * 86_400_000).toISOString().slice(0, 10),
-    destination: ['Lisbon', 'Kyiv', 'Tokyo', 'Cancún', 'Dubai'][i % 5 === 4 ? 4 : i % 3]!, user_id: i % 700,
+    destination: ['Lisbon', 'Kyiv', 'Tokyo', 'Cancún', 'Dubai'][i % 5 === 4 ? 4 : i % 3], user_id: i % 700,
   }));
   await ch.insert({ table: `${chDb}.searches`, values: rows, format: 'JSONEachRow' });
 
@@ -50,7 +50,7 @@ beforeAll(async () => {
 
   // Every dataset under a unique prefix; ClickHouse reads this file's own database.
   const seeds = pipelineSeeds.map((p) => {
-    const c = structuredClone(p.config) as Record<string, any>;
+    const c = structuredClone(p.config) as { datasets?: { dataset: string; sql: string }[]; dataset: string; ratePerSec?: number };
     if (Array.isArray(c.datasets)) {
       for (const d of c.datasets) {
         d.dataset = ds(d.dataset);
@@ -139,7 +139,7 @@ describe('the five pipelines, end to end', () => {
     expect(top.map((t) => t.destination).sort()).toEqual(["Dubai", "Kyiv", "Lisbon", "Tokyo"]);
     expect(top.map((t) => t.searches)).toEqual([...top.map((t) => t.searches)].sort((a, b) => b - a));
     expect(top.reduce((n, t) => n + t.searches, 0)).toBe(5_000);
-    expect(typeof top[0]!.searches).toBe('number'); // UInt64 arrives as a string; the transform made it a number
+    expect(typeof top[0].searches).toBe('number'); // UInt64 arrives as a string; the transform made it a number
     expect(steps[0].output.sandbox).toBe(false);
   });
 
@@ -165,7 +165,7 @@ describe('the five pipelines, end to end', () => {
   it('yespo.OVAGO: every contact in a Redis hash keyed by contact id', async () => {
     const { steps } = await runToEnd('yespo.OVAGO');
     expect(await redis.hlen(key('yespo:OVAGO:contacts'))).toBe(1_234);
-    const some = JSON.parse((await redis.hget(key('yespo:OVAGO:contacts'), (await redis.hkeys(key('yespo:OVAGO:contacts')))[7]!))!);
+    const some = JSON.parse((await redis.hget(key('yespo:OVAGO:contacts'), (await redis.hkeys(key('yespo:OVAGO:contacts')))[7]))!);
     expect(some).toMatchObject({ id: expect.any(Number), email: expect.stringContaining('@') });
     expect(steps[0].output).toMatchObject({ chunks: 3, rows: 1_234 });
     expect(JSON.stringify(steps)).not.toContain(YESPO_KEYS.OVAGO);

@@ -63,9 +63,9 @@ describe('scheduler with three worker replicas', () => {
     expect(new Set(fastRuns.map((r) => r.id))).toEqual(new Set(fast.filter((t) => t.run_id).map((t) => t.run_id)));
     // No gaps while enabled: consecutive ticks one second apart until the edit, then two.
     for (let i = 1; i < fast.length; i++) {
-      const gap = fast[i]!.scheduled_for.getTime() - fast[i - 1]!.scheduled_for.getTime();
+      const gap = fast[i].scheduled_for.getTime() - fast[i - 1].scheduled_for.getTime();
       expect([1_000, 2_000]).toContain(gap);
-      if (fast[i]!.scheduled_for.getTime() > editAt + 1_000) expect(fast[i]!.scheduled_for.getUTCSeconds() % 2).toBe(0);
+      if (fast[i].scheduled_for.getTime() > editAt + 1_000) expect(fast[i].scheduled_for.getUTCSeconds() % 2).toBe(0);
     }
     // slow: a 2.5 s run on a 1 s cron overlaps; those ticks are skipped, not queued.
     const slow = await ticks('slow');

@@ -80,11 +80,14 @@ export class ThrowawayPostgres {
   private run(args: string[]) {
     (this as unknown as { asPg(cmd: string, a: string[]): Buffer }).asPg('pg_ctl', args);
   }
-  async start(): Promise<void> {
+  // pg_ctl runs synchronously; every caller awaits these, so a throw and a rejection are alike.
+  start(): Promise<void> {
     this.run(['-D', path.join(this.dir, 'data'), '-o', `-p ${this.port} -k ${this.dir} -c fsync=off -c listen_addresses=127.0.0.1`, '-l', path.join(this.dir, 'log'), '-w', 'start']);
+    return Promise.resolve();
   }
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.run(['-D', path.join(this.dir, 'data'), '-m', 'fast', '-w', 'stop']);
+    return Promise.resolve();
   }
   async destroy(): Promise<void> {
     try {

@@ -33,12 +33,12 @@ describe('npm start', () => {
       stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
     let out = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (out += d));
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
     const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
     try {
       const url = (await waitFor(() => /ETL platform is up:\s+(\S+)/.exec(out)?.[1], { timeoutMs: 90_000, what: `the URL in: ${out}` }));
-      const token = /Log in with token:\s+(\S+)/.exec(out)![1]!;
+      const token = /Log in with token:\s+(\S+)/.exec(out)![1];
       expect(url).toBe(`http://localhost:${port}/etl`);
 
       const page = await fetch(url);

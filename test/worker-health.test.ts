@@ -52,8 +52,8 @@ class TcpProxy {
   }
 }
 
-const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, any> };
-const healthcheckCmd = compose.services['marketing-worker'].healthcheck.test as string[];
+const compose = parse(readFileSync('docker-compose.yml', 'utf8'), { merge: true }) as { services: Record<string, { healthcheck: { test: string[] } }> };
+const healthcheckCmd = compose.services['marketing-worker'].healthcheck.test;
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
 let proxy: TcpProxy;

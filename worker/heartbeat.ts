@@ -50,7 +50,13 @@ export interface HeartbeatFile {
   workerId: string;
   healthyAt: number;
   checkedAt: number;
-  checks: Record<string, 'ok' | string>;
+  checks: Record<string, string>; // 'ok' or the reason
+}
+
+/** A rejection's message, or the reason itself when it is not an Error-like object. */
+function reasonText(reason: unknown): string {
+  const message: unknown = (reason as { message?: unknown } | null | undefined)?.message;
+  return String(message ?? reason);
 }
 
 async function within<T>(p: Promise<T>, ms: number): Promise<T> {
@@ -68,8 +74,8 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T> {
 export async function checkHealth(o: HeartbeatChecks, now: number, timeoutMs: number): Promise<Record<string, string>> {
   const checks: Record<string, string> = {};
   const pings = await Promise.allSettled(o.redis.map((r) => within(r.ping(), timeoutMs)));
-  const failed = pings.find((p) => p.status === 'rejected') as PromiseRejectedResult | undefined;
-  checks.redis = failed ? `down: ${String(failed.reason?.message ?? failed.reason).slice(0, 200)}` : 'ok';
+  const failed = pings.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+  checks.redis = failed ? `down: ${reasonText(failed.reason).slice(0, 200)}` : 'ok';
   checks.worker = o.workerRunning() ? 'ok' : 'not running';
   if (o.schedulerAt) {
     const age = now - o.schedulerAt();
@@ -91,7 +97,7 @@ export function startHeartbeat(o: HeartbeatOptions): { stop(): Promise<void>; be
     const problems = Object.entries(checks).filter(([, v]) => v !== 'ok');
     if (problems.length === 0) {
       try {
-        await within(recordBeat(o.redis[0]!, o.queueName, {
+        await within(recordBeat(o.redis[0], o.queueName, {
           id: o.workerId, host: hostname(), pid: process.pid, startedAt, at: new Date(t).toISOString(), active: o.activeSteps(),
         }), o.timeoutMs ?? 5_000);
         healthyAt = t;
@@ -122,7 +128,7 @@ export function startHeartbeat(o: HeartbeatOptions): { stop(): Promise<void>; be
   }, o.intervalMs ?? HEARTBEAT_INTERVAL_MS);
   timer.unref();
   return {
-    beat: () => (running = running.then(beat, beat)) as Promise<boolean>,
+    beat: () => (running = running.then(beat, beat)),
     async stop() {
       stopped = true;
       clearInterval(timer);

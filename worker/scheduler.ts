@@ -239,7 +239,8 @@ export function startScheduler(o: SchedulerOptions): { stop(): Promise<void>; st
         o.log.warn({ err: String(err) }, 'scheduler pass failed; retrying next pass');
       }
     })();
-    running.finally(() => {
+    // The pass catches its own errors, so `running` resolves; this re-arms the loop.
+    void running.finally(() => {
       s.stats.lastLoopAt = Date.now();
       if (stopped) return;
       // Align passes to the wall-clock interval (plus a few ms), so a tick is seen

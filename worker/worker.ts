@@ -97,7 +97,7 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
     // `blocking` is the connection the BullMQ worker was given (it duplicates it for BZPOPMIN).
     redis: [commands, blocking], workerRunning: () => worker.isRunning(),
     schedulerAt: scheduler && (() => scheduler.stats.lastLoopAt),
-    reconcilerAt: reconciler.lastPassAt, reconcilerMaxAgeMs: 2 * reconcileEvery + 60_000,
+    reconcilerAt: () => reconciler.lastPassAt(), reconcilerMaxAgeMs: 2 * reconcileEvery + 60_000,
     activeSteps: () => active.size,
   });
 

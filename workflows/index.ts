@@ -2,7 +2,7 @@ import { bqProjects } from './bq-projects';
 import { bqReference } from './bq-reference';
 import { chTopDests } from './ch-top-dests';
 import type { PipelineDef, Registry, WorkflowDef } from './engine/define';
-import { createPipelines } from './registry';
+import { createPipelines, type Pipelines } from './registry';
 import { yespoBrandB } from './yespo-brand-b';
 import { yespoOvago } from './yespo-ovago';
 
@@ -20,7 +20,7 @@ export const pipelines: readonly PipelineDef[] = [
 
 export const shipped = createPipelines(pipelines);
 export const pipelineSeeds = shipped.seeds;
-export const sourceOf = shipped.sourceOf;
+export const sourceOf: Pipelines['sourceOf'] = (row) => shipped.sourceOf(row);
 
 /** The shipped workflows, plus extra ones (tests and benchmarks add their own). */
 export function defaultRegistry(extra: readonly WorkflowDef[] = []): Registry {

@@ -63,7 +63,7 @@ export function opsRoutes(deps: AppDeps, metrics: Metrics): RouteGroup {
           const want = deps.config.metricsToken;
           if (want) {
             const m = /^Bearer[ \t]+(\S{1,512})[ \t]*$/i.exec(c.req.header('authorization') ?? '');
-            if (!m || !tokenMatches(m[1]!, want)) throw new HttpError(401, 'unauthorized', 'the metrics token is required');
+            if (!m || !tokenMatches(m[1], want)) throw new HttpError(401, 'unauthorized', 'the metrics token is required');
           }
           return c.body(
             await (deps.metricsCluster ? deps.metricsCluster.metrics() : metrics.registry.metrics()), 200, { 'Content-Type': metrics.registry.contentType },

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { asc, count, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { bqProjects } from '../../db/schema';
-import { freshDatabase, waitFor } from '../../test/helpers';
+import { asyncOf, freshDatabase, waitFor } from '../../test/helpers';
 import { NonRetryableError } from '../../lib/errors';
 import { copyRows, upsertRows, type UpsertRowsArgs } from './postgres-upsert';
 
@@ -26,7 +26,10 @@ const project = (i: number, v = 1) => ({
 });
 type Project = ReturnType<typeof project>;
 
-async function* batches(list: readonly Record<string, unknown>[], o: { size?: number; failAt?: number; before?: (i: number) => void } = {}) {
+const batches = (list: readonly Record<string, unknown>[], o: { size?: number; failAt?: number; before?: (i: number) => void } = {}) =>
+  asyncOf(slices(list, o));
+
+function* slices(list: readonly Record<string, unknown>[], o: { size?: number; failAt?: number; before?: (i: number) => void }) {
   const size = o.size ?? 1_000;
   for (let i = 0; i < list.length; i += size) {
     if (o.failAt !== undefined && i >= o.failAt) throw new Error(`source broke at row ${i}`);

@@ -22,19 +22,19 @@ export type BigQueryAuthClient = NonNullable<BigQueryOptions['authClient']>;
 export function noopAuthClient(projectId = 'sandbox'): BigQueryAuthClient {
   const client = {
     /** Called once per request; no Authorization header is added. */
-    async getRequestHeaders(): Promise<Headers> {
-      return new Headers();
+    getRequestHeaders(): Promise<Headers> {
+      return Promise.resolve(new Headers());
     },
     // The rest is defensive: cheap answers for methods other code paths of
     // GoogleAuth may reach, so nothing falls through to credential discovery.
-    async getAccessToken(): Promise<{ token: null }> {
-      return { token: null };
+    getAccessToken(): Promise<{ token: null }> {
+      return Promise.resolve({ token: null });
     },
-    async getProjectId(): Promise<string> {
-      return projectId;
+    getProjectId(): Promise<string> {
+      return Promise.resolve(projectId);
     },
-    async getCredentials(): Promise<Record<string, never>> {
-      return {};
+    getCredentials(): Promise<Record<string, never>> {
+      return Promise.resolve({});
     },
   };
   return client as unknown as BigQueryAuthClient;

@@ -35,7 +35,7 @@ export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
       maxResults: opts.pageSize, pageToken, autoPaginate: false, timeoutMs: opts.timeoutMs ?? 60_000,
     });
     yield rows as Record<string, unknown>[];
-    pageToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
+    pageToken = next?.pageToken;
   } while (pageToken);
 }
 
@@ -44,7 +44,7 @@ export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
 export function plainBigQueryRow(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(row)) {
-    out[k] = v && typeof v === 'object' && 'value' in v && Object.keys(v).length === 1 ? (v as { value: unknown }).value : v;
+    out[k] = v && typeof v === 'object' && 'value' in v && Object.keys(v).length === 1 ? v.value : v;
   }
   return out;
 }

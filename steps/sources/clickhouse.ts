@@ -69,7 +69,7 @@ export async function* clickHouseChunks(client: ClickHouseClient, sql: string, o
   // is not copied again for every piece that arrives.
   let next = chunkBytes;
   const cut = (final: boolean) => {
-    let all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    let all = parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
     if (final && all.length && all[all.length - 1] !== 0x0a) all = Buffer.concat([all, Buffer.from('\n')]);
     const end = all.lastIndexOf(0x0a) + 1;
     const rest = all.subarray(end);

@@ -109,7 +109,7 @@ export function parseContacts(rows: readonly unknown[], opts: { skipBad: boolean
 }
 
 function describeIssue(row: unknown, index: number, error: z.ZodError): string {
-  const issue = error.issues[0]!;
+  const issue = error.issues[0];
   const path = issue.path.length ? issue.path.map(String).join('.') : '(root)';
   const rawId = (row as { id?: unknown } | null)?.id;
   // Only a short scalar id is echoed; anything else could be (part of) the payload.

@@ -49,7 +49,10 @@ async function paginate(faults: FaultPlan, o: Partial<PaginateOptions> = {}) {
   const run = paginateContacts({
     baseUrl: fake.url, apiKey: KEY, groupId: 'ovago', pageSize: 500, startIndex: 1, limiter, signal: new AbortController().signal,
     retries: { attempts: 4, baseMs: 10, maxMs: 50 },
-    onPage: async (rows, info) => void pages.push({ rows, info }),
+    onPage: (rows, info) => {
+      pages.push({ rows, info });
+      return Promise.resolve();
+    },
     ...o,
   });
   const result = await run.catch((err: unknown) => err as Error);
@@ -92,9 +95,9 @@ describe('paginateContacts against the fake', () => {
     const { result, requests } = await paginate({ rules: [{ type: 'rateLimit', retryAfterSeconds: 1, startindex: 501 }] });
     expect(result).toEqual({ pages: 5, rows: TOTAL });
     const [limited, ok] = requests.filter((r) => r.startindex === 501);
-    expect([limited!.status, ok!.status]).toEqual([429, 200]);
-    expect(ok!.at - limited!.at).toBeGreaterThanOrEqual(950);
-    expect(ok!.at - limited!.at).toBeLessThan(3_000);
+    expect([limited.status, ok.status]).toEqual([429, 200]);
+    expect(ok.at - limited.at).toBeGreaterThanOrEqual(950);
+    expect(ok.at - limited.at).toBeLessThan(3_000);
   });
 
   it('hands a long Retry-After to the engine as RetryAfterError', async () => {
@@ -132,7 +135,7 @@ describe('paginateContacts against the fake', () => {
     const { result, requests, pages } = await paginate({}, { startIndex: 1001 });
     expect(result).toEqual({ pages: 3, rows: TOTAL - 1000 });
     expect(Math.min(...requests.map((r) => r.startindex))).toBe(1001);
-    expect((pages[0]!.rows[0] as { id: number }).id).toBe(yespoContact(1000, seedFor('ovago')).id);
+    expect((pages[0].rows[0] as { id: number }).id).toBe(yespoContact(1000, seedFor('ovago')).id);
   });
 
   it('a refused key is non-retryable and its message and stack never show the key', async () => {
@@ -154,7 +157,7 @@ describe('paginateContacts against the fake', () => {
   });
   it('a non-array body and a redirect are non-retryable', async () => {
     const answer = (res: Response) => fetchContactsPage({
-      baseUrl: 'http://yespo.invalid/api/v1', apiKey: KEY, groupId: 'g', startIndex: 1, maxRows: 10, fetchImpl: async () => res,
+      baseUrl: 'http://yespo.invalid/api/v1', apiKey: KEY, groupId: 'g', startIndex: 1, maxRows: 10, fetchImpl: () => Promise.resolve(res),
     });
     await expect(answer(new Response('{"error":"x"}'))).rejects.toThrow(/expected a JSON array of contacts, got object/);
     await expect(answer(new Response(null, { status: 302, headers: { location: 'https://elsewhere/' } })))
@@ -195,7 +198,7 @@ describe('contacts schema', () => {
   it('normalises a contact: first email and sms, fields by id, unknown fields under extra', () => {
     const raw = { ...yespoContact(1, 7), id: '123', channels: [{ type: 'push', value: 'tok' }, { type: 'EMAIL', value: ' a@b.c ' }] };
     const [c] = parseContacts([raw], { skipBad: false, offset: 0 }).contacts;
-    const n = normaliseContact(c!);
+    const n = normaliseContact(c);
     expect(n).toMatchObject({ id: 123, email: 'a@b.c', phone: null, firstName: raw.firstName, externalCustomerId: raw.externalCustomerId });
     expect(n.fields).toEqual(Object.fromEntries(raw.fields.map((f) => [String(f.id), f.value])));
     expect(Object.keys(n.extra).sort()).toEqual(['address', 'contactKey', 'groups', 'languageCode', 'timeZone']);
@@ -226,10 +229,10 @@ describe('yespoPaginateStep.run', () => {
       config: { ...config, ...cfg }, params: {}, input: undefined, outputs: {}, checkpoint, log: silentLog,
       saveCheckpoint: async (v) => {
         const cp = v as Record<string, number>;
-        saved.push({ cp, chunkThere: (await readBlobBytes(db.pool, runId, 'paginate', cp.pagesDone! - 1)) !== null });
+        saved.push({ cp, chunkThere: (await readBlobBytes(db.pool, runId, 'paginate', cp.pagesDone - 1)) !== null });
       },
       reportRows: () => {},
-      services: { db, redis, yespo: async () => ({ baseUrl: fake.url, apiKey: KEY, sandbox: false }) },
+      services: { db, redis, yespo: () => Promise.resolve({ baseUrl: fake.url, apiKey: KEY, sandbox: false }) },
     };
     return { ctx, saved };
   }

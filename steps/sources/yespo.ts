@@ -79,7 +79,8 @@ export async function fetchContactsPage(o: FetchPageOptions): Promise<unknown[]>
   if (!Array.isArray(body)) {
     throw new NonRetryableError(`${what}: expected a JSON array of contacts, got ${body === null ? 'null' : typeof body}`);
   }
-  return body;
+  const contacts: unknown[] = body; // Array.isArray narrows to any[]
+  return contacts;
 }
 
 export interface PageInfo {

@@ -46,5 +46,5 @@ export function rowSchema(columns: ColumnSpec): z.ZodType<Record<string, unknown
     const t = base[columnType(type)];
     shape[name] = optional ? t.nullish().transform((v) => v ?? null) : t;
   }
-  return z.object(shape) as unknown as z.ZodType<Record<string, unknown>>;
+  return z.object(shape);
 }

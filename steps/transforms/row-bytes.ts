@@ -42,7 +42,7 @@ function plainInteger(b: Uint8Array, s: number, e: number): boolean {
   const digits = e - i;
   if (digits < 1 || digits > 15) return false;
   if (b[i] === ZERO && (digits > 1 || i > s)) return false;
-  for (let k = i; k < e; k++) if (!isDigit(b[k]!)) return false;
+  for (let k = i; k < e; k++) if (!isDigit(b[k])) return false;
   return true;
 }
 
@@ -56,13 +56,13 @@ function plainDecimal(b: Uint8Array, s: number, e: number): boolean {
   let i = s;
   if (b[i] === MINUS) i++;
   const intStart = i;
-  while (i < e && isDigit(b[i]!)) i++;
+  while (i < e && isDigit(b[i])) i++;
   const intDigits = i - intStart;
   if (intDigits < 1 || (b[intStart] === ZERO && intDigits > 1)) return false;
   if (i === e) return intDigits <= 15 && !(b[s] === MINUS && intDigits === 1 && b[intStart] === ZERO);
   if (b[i] !== DOT) return false;
   const fracStart = ++i;
-  while (i < e && isDigit(b[i]!)) i++;
+  while (i < e && isDigit(b[i])) i++;
   const fracDigits = i - fracStart;
   if (i !== e || fracDigits < 1 || b[e - 1] === ZERO || intDigits + fracDigits > 15) return false;
   if (intDigits === 1 && b[intStart] === ZERO) {
@@ -90,7 +90,7 @@ interface Column {
 
 /** Per line: where each listed column's value is (bytes [vs, ve); a string without its
  *  quotes), and what kind of token it is (Tok.None: absent). */
-interface Slots { tok: Uint8Array; vs: Int32Array; ve: Int32Array }
+interface Slots { tok: Uint8Array; vs: Int32Array; ve: Int32Array } // tok holds Tok values: read them `as Tok`
 
 export interface ByteEncoder {
   /**
@@ -123,7 +123,7 @@ const isWs = (c: number) => c === 0x20 || c === TAB || c === 0x0d || c === 0x0a;
 
 /** Whether only whitespace follows i. */
 function end(b: Uint8Array, i: number, e: number): boolean {
-  while (i < e && isWs(b[i]!)) i++;
+  while (i < e && isWs(b[i])) i++;
   return i === e;
 }
 
@@ -131,7 +131,7 @@ function end(b: Uint8Array, i: number, e: number): boolean {
  *  string holds an escape or a control character, or is not closed before e. */
 function stringEnd(b: Uint8Array, i: number, e: number): number {
   while (i < e && b[i] !== QUOTE) {
-    if (b[i] === BACKSLASH || b[i]! < 0x20) return -1;
+    if (b[i] === BACKSLASH || b[i] < 0x20) return -1;
     i++;
   }
   return i < e ? i : -1;
@@ -162,9 +162,9 @@ function compileScanner(columnNames: Buffer[], slots: Slots): (b: Uint8Array, s:
   let guess = 0;
   function find(b: Uint8Array, s: number, e: number): number {
     const len = e - s;
-    if (guess < n && sameBytes(names[guess]!, b, s, len)) return guess++;
+    if (guess < n && sameBytes(names[guess], b, s, len)) return guess++;
     for (let c = 0; c < n; c++) {
-      if (sameBytes(names[c]!, b, s, len)) {
+      if (sameBytes(names[c], b, s, len)) {
         guess = c + 1;
         return c;
       }
@@ -175,10 +175,10 @@ function compileScanner(columnNames: Buffer[], slots: Slots): (b: Uint8Array, s:
     tok.fill(Tok.None);
     guess = 0;
     let i = s;
-    while (i < e && isWs(b[i]!)) i++;
+    while (i < e && isWs(b[i])) i++;
     if (b[i] !== OPEN) return false;
     i++;
-    while (i < e && isWs(b[i]!)) i++;
+    while (i < e && isWs(b[i])) i++;
     if (b[i] === CLOSE) return end(b, i + 1, e);
     for (;;) {
       if (i >= e || b[i] !== QUOTE) return false;
@@ -186,12 +186,12 @@ function compileScanner(columnNames: Buffer[], slots: Slots): (b: Uint8Array, s:
       if (ke < 0) return false;
       const col = find(b, i + 1, ke);
       i = ke + 1;
-      while (i < e && isWs(b[i]!)) i++;
+      while (i < e && isWs(b[i])) i++;
       if (b[i] !== COLON) return false;
       i++;
-      while (i < e && isWs(b[i]!)) i++;
+      while (i < e && isWs(b[i])) i++;
       if (i >= e) return false;
-      const c = b[i]!;
+      const c = b[i];
       let t: Tok;
       let a = i;
       let z: number;
@@ -202,7 +202,7 @@ function compileScanner(columnNames: Buffer[], slots: Slots): (b: Uint8Array, s:
         i = z + 1;
         t = Tok.Str;
       } else if (c === MINUS || isDigit(c)) {
-        while (i < e && (isDigit(b[i]!) || b[i] === DOT || b[i] === MINUS || b[i] === 0x2b || b[i] === 0x65 || b[i] === 0x45)) i++;
+        while (i < e && (isDigit(b[i]) || b[i] === DOT || b[i] === MINUS || b[i] === 0x2b || b[i] === 0x65 || b[i] === 0x45)) i++;
         z = i;
         if (!plainDecimal(b, a, z)) return false;
         t = Tok.Num;
@@ -212,15 +212,15 @@ function compileScanner(columnNames: Buffer[], slots: Slots): (b: Uint8Array, s:
         z = i += t === Tok.False ? 5 : 4;
       }
       if (col >= 0) {
-        if (tok[col] !== Tok.None) return false; // a repeated key: JSON.parse keeps the last one
+        if ((tok[col] as Tok) !== Tok.None) return false; // a repeated key: JSON.parse keeps the last one
         tok[col] = t;
         vs[col] = a;
         ve[col] = z;
       }
-      while (i < e && isWs(b[i]!)) i++;
+      while (i < e && isWs(b[i])) i++;
       if (b[i] === COMMA) {
         i++;
-        while (i < e && isWs(b[i]!)) i++;
+        while (i < e && isWs(b[i])) i++;
         continue;
       }
       if (b[i] === CLOSE) return end(b, i + 1, e);
@@ -239,26 +239,26 @@ function compileWriter(columns: Column[], key: number, slots: Slots):
   const n = cols.length;
   const prefixBytes = cols.reduce((t, c) => t + c.prefix.length, 0);
   function plain(b: Uint8Array, c: number): boolean {
-    const col = cols[c]!;
-    const t = tok[c]!;
+    const col = cols[c];
+    const t = tok[c] as Tok;
     if (t === Tok.None || t === Tok.Null) return col.optional;
     switch (col.kind) {
       case Kind.String: return t === Tok.Str;
       case Kind.Number: return t === Tok.Num;
-      case Kind.Integer: return (t === Tok.Num || t === Tok.Str) && plainInteger(b, vs[c]!, ve[c]!);
+      case Kind.Integer: return (t === Tok.Num || t === Tok.Str) && plainInteger(b, vs[c], ve[c]);
       case Kind.Boolean: return t === Tok.True || t === Tok.False;
       default: return false;
     }
   }
   /** Writes column c's value at o[p] (a string without its quotes); returns the new p. */
   function put(b: Uint8Array, c: number, o: Buffer, p: number): number {
-    const t = tok[c]!;
+    const t = tok[c] as Tok;
     if (t === Tok.None || t === Tok.Null) {
       for (let k = 0; k < 4; k++) o[p++] = NULL[k]!;
       return p;
     }
-    const a = vs[c]!;
-    const z = ve[c]!;
+    const a = vs[c];
+    const z = ve[c];
     if (z - a > 32) {
       o.set(b.subarray(a, z), p);
       return p + z - a;
@@ -283,10 +283,10 @@ function compileWriter(columns: Column[], key: number, slots: Slots):
     }
     if (n === 0) o[p++] = OPEN;
     for (let c = 0; c < n; c++) {
-      const col = cols[c]!;
+      const col = cols[c];
       const pre = col.prefix;
       for (let k = 0; k < pre.length; k++) o[p++] = pre[k]!;
-      if (col.kind === Kind.String && tok[c] === Tok.Str) {
+      if (col.kind === Kind.String && (tok[c] as Tok) === Tok.Str) {
         o[p++] = QUOTE;
         p = put(b, c, o, p);
         o[p++] = QUOTE;

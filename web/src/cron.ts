@@ -1,6 +1,6 @@
 // Client-side schedule checks. The server is the authority; this only catches typos early.
 
-const FIELD_RE = /^[0-9A-Za-z*?\/,\-#LW]+$/;
+const FIELD_RE = /^[0-9A-Za-z*?/,\-#LW]+$/;
 
 /** Returns an error message, or null when the expression looks acceptable. */
 export function validateCron(expr: string): string | null {

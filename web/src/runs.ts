@@ -108,7 +108,7 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     return firstPage.length >= PAGE && !!last && r.createdAt > last.createdAt;
   }
 
-  more.addEventListener('click', async () => {
+  async function loadMore() {
     if (!cursor) return;
     setBusy(more, true);
     try {
@@ -125,7 +125,8 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     } finally {
       setBusy(more, false);
     }
-  });
+  }
+  more.addEventListener('click', () => void loadMore()); // loadMore reports its own errors
 
   filter.addEventListener('change', () => {
     runs = [];
@@ -137,7 +138,7 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     void refresh();
   });
 
-  runBtn.addEventListener('click', async () => {
+  async function runNow() {
     setBusy(runBtn, true);
     const r = await confirmAndRun(
       { title: `Run ${pipelineId} now?`, message: `Starts a manual run of ${pipelineId} immediately.`, okLabel: 'Run now' },
@@ -146,7 +147,8 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     );
     setBusy(runBtn, false);
     if (r) void refresh();
-  });
+  }
+  runBtn.addEventListener('click', () => void runNow()); // confirmAndRun reports its own errors
 
   api.getPipeline(pipelineId).then((p) => { if (alive) renderHead(p); }, (err) => {
     if (alive) replaceChildren(head, h('span', { class: 'text-red small' }, `Pipeline: ${errorMessage(err)}`));

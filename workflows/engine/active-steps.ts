@@ -15,8 +15,8 @@ export class ActiveSteps {
     if (!set) this.byRun.set(runId, (set = new Set()));
     set.add(c);
     return () => {
-      set!.delete(c);
-      if (set!.size === 0) this.byRun.delete(runId);
+      set.delete(c);
+      if (set.size === 0) this.byRun.delete(runId);
     };
   }
 

@@ -71,7 +71,7 @@ export function definePipeline<S, Cfg>(def: PipelineDef<S, Cfg>): PipelineDef<S,
   if (!PIPELINE_ID.test(def.id)) throw new Error(`invalid pipeline id ${JSON.stringify(def.id)}`);
   const parsed = def.workflow.config?.safeParse(def.config);
   if (parsed && !parsed.success) {
-    const i = parsed.error.issues[0]!;
+    const i = parsed.error.issues[0];
     throw new Error(`pipeline ${def.id}: seeded config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   return def;

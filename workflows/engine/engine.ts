@@ -23,6 +23,6 @@ export function createEngine(deps: EngineDeps) {
     ...createTriggers(ctx),
     ...createOperator(ctx),
     rebuild: createRebuild(ctx),
-    close: ctx.close,
+    close: () => ctx.close(),
   };
 }

@@ -8,7 +8,7 @@ import { backoffDelay, buildFlow, rootJobId, stepJobId, type RunJobData, type St
 /** Pure tests of flow building: each block is one thing flow.ts says must stay true. */
 
 const RUN = '3f1c2a9e-4b7d-4c1e-9a2b-8d6e5f4a3b21';
-const step = (key: string, retry?: Partial<StepDef['retry']>) => defineStep({ key, retry, run: async () => null });
+const step = (key: string, retry?: Partial<StepDef['retry']>) => defineStep({ key, retry, run: () => Promise.resolve(null) });
 const STEPS = [step('fetch', { attempts: 5, baseMs: 200, maxMs: 5_000 }), step('transform'), step('write', { attempts: 1 })];
 const build = (generation = 0, steps: readonly StepDef[] = STEPS) =>
   buildFlow({ queueName: 'q', runId: RUN, generation, pipelineId: 'p1', workflow: 'wf', steps });

@@ -2,6 +2,7 @@ import { DelayedError, type Job } from 'bullmq';
 import type { Database } from '../../db/client';
 import * as stepState from '../../db/steps';
 import type { Logger } from '../../lib/logger';
+import { abortReason } from '../../lib/abort';
 import { withDbRetry } from '../../lib/pg-retry';
 import { NonRetryableError, StepAbortedError } from '../../lib/errors';
 import type { Registry, WorkflowDef } from './define';
@@ -47,8 +48,8 @@ export function createRunner(deps: RunnerDeps) {
 // same statement that records its own success, and a flow rebuilt with no step left to
 // run is finished by the engine without a flow. The root exists so the run is one
 // BullMQ flow (and its completion is visible in BullMQ).
-async function processRun(job: Job<RunJobData>) {
-  return { runId: job.data.runId };
+function processRun(job: Job<RunJobData>): Promise<{ runId: string }> {
+  return Promise.resolve({ runId: job.data.runId });
 }
 
 async function processStep(r: Runner, job: Job<StepJobData>, token: string | undefined, jobSignal: AbortSignal | undefined) {
@@ -128,11 +129,11 @@ function stepContext(
   const { attempt } = claimed;
   const parsed = wf.config ? wf.config.safeParse(claimed.config) : { success: true as const, data: claimed.config };
   if (!parsed.success) {
-    const i = parsed.error.issues[0]!;
+    const i = parsed.error.issues[0];
     throw new NonRetryableError(`pipeline config is invalid at ${i.path.join('.') || '(root)'}: ${i.message}`);
   }
   const index = wf.steps.indexOf(step);
-  const previous = index > 0 ? claimed.outputs[wf.steps[index - 1]!.key] : undefined;
+  const previous = index > 0 ? claimed.outputs[wf.steps[index - 1].key] : undefined;
   return {
     runId, pipelineId, stepKey: key, attempt, signal, config: parsed.data,
     params: claimed.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claimed.outputs,
@@ -151,7 +152,7 @@ function stepContext(
 function parseWith(step: StepDef, which: 'input' | 'output', value: unknown): unknown {
   const r = step[which]!.safeParse(value);
   if (r.success) return r.data;
-  const i = r.error.issues[0]!;
+  const i = r.error.issues[0];
   const what = which === 'input' ? 'was given an invalid input' : 'returned an invalid output';
   throw new NonRetryableError(`step ${step.key} ${what} at ${i.path.join('.') || '(root)'}: ${i.message}`);
 }
@@ -159,9 +160,9 @@ function parseWith(step: StepDef, which: 'input' | 'output', value: unknown): un
 /** Resolves with the step's result, or rejects as soon as the signal aborts, even if the
  *  step's code ignores the signal (its promise is then left to settle on its own). */
 function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) return Promise.reject(abortReason(signal));
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
+    const onAbort = () => reject(abortReason(signal));
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });

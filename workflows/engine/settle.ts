@@ -59,7 +59,7 @@ async function recordFailure(deps: { db: Database; events: EventBus }, a: Failed
     // Unrecorded, the failure must not let the flow move on: BullMQ retries the job
     // (or fails it, and with it the run's flow, which the reconciler rebuilds).
     a.log.error({ err: String(dbErr) }, 'could not record step failure');
-    throw new Error(message);
+    throw new Error(message, { cause: dbErr });
   }
   if (!recorded) return { superseded: true };
   a.log.warn({ final, error: message }, final ? 'step failed' : 'step attempt failed; will retry');

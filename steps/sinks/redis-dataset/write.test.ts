@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REDIS_URL, uid } from '../../../test/helpers';
+import { asyncOf, REDIS_URL, uid } from '../../../test/helpers';
 import { NonRetryableError } from '../../../lib/errors';
 import { datasetKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, type WriteRedisDatasetArgs } from './index';
 
@@ -56,31 +56,28 @@ describe('writeRedisDataset', () => {
     const bytes = Buffer.from(keyed);
     // Split mid-way at a line boundary: chunks hold whole lines.
     const cut = bytes.indexOf(0x0a, bytes.length / 2) + 1;
-    async function* chunks() {
-      yield bytes.subarray(0, cut);
-      yield bytes.subarray(cut);
-    }
+    const chunks = () => asyncOf([bytes.subarray(0, cut), bytes.subarray(cut)]);
     const [a, b] = [ds(), ds()];
     const viaChunks = await writeRedisDataset({ ...base(a), shape: 'hash', chunks: chunks() });
-    const viaRows = await write({ dataset: b, batches: (async function* () { yield list; })() });
+    const viaRows = await write({ dataset: b, batches: asyncOf([list]) });
     expect(viaChunks).toMatchObject({ rows: 3, duplicates: 1, bytes: viaRows.bytes });
     expect((await snapshot(a)).dump).toBe((await snapshot(b)).dump);
     expect(JSON.parse((await redis.hget(viaChunks.key, 'with "quote" \\ and ü'))!)).toEqual(list[1]);
 
     // A JSON array from chunks of JSON lines.
     const c = ds();
-    const json = await writeRedisDataset({ ...base(c), shape: 'json', chunks: (async function* () { yield Buffer.from(list.map((r) => `${JSON.stringify(r)}\n`).join('')); })() });
+    const json = await writeRedisDataset({ ...base(c), shape: 'json', chunks: asyncOf([Buffer.from(list.map((r) => `${JSON.stringify(r)}\n`).join(''))]) });
     expect(json.rows).toBe(4);
     expect(JSON.parse((await redis.get(json.key))!)).toEqual(list);
 
-    await expect(writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: (async function* () { yield Buffer.from('""\t{}\n'); })() }))
+    await expect(writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: asyncOf([Buffer.from('""\t{}\n')]) }))
       .rejects.toBeInstanceOf(NonRetryableError);
   });
 
   it('names the row of a bad key in a staged chunk, wherever it falls among the pieces in flight', async () => {
     const value = JSON.stringify({ pad: 'p'.repeat(100) });
     const bad = (line: string, at: number) => Buffer.from(Array.from({ length: 6_000 }, (_, i) => (i === at ? line : `"k${i}"\t${value}`)).join('\n') + '\n');
-    const run = (chunk: Buffer) => writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: (async function* () { yield chunk; })() });
+    const run = (chunk: Buffer) => writeRedisDataset({ ...base(ds()), shape: 'hash', chunks: asyncOf([chunk]) });
     for (const at of [0, 3_000, 5_999]) {
       const err = await run(bad(`""\t${value}`, at)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(NonRetryableError);
@@ -124,10 +121,7 @@ describe('writeRedisDataset', () => {
 
   it('hash: a repeated key keeps the last row and is counted', async () => {
     const dataset = ds();
-    async function* dup() {
-      yield [row(1, 1), row(2, 1), row(1, 2)];
-      yield [row(2, 3), row(3, 1)];
-    }
+    const dup = () => asyncOf([[row(1, 1), row(2, 1), row(1, 2)], [row(2, 3), row(3, 1)]]);
     const r = await write({ dataset, batches: dup() });
     expect(r).toMatchObject({ rows: 3, duplicates: 2 });
     expect(JSON.parse((await redis.hget(r.key, 'id-1'))!).v).toBe(2);
@@ -274,10 +268,7 @@ describe('writeRedisDataset', () => {
     const dataset = ds();
     await expect(write({ dataset, keyField: undefined, batches: rows(1, 1) })).rejects.toThrow(/keyField is required/);
     await expect(write({ dataset: 'x:meta', batches: rows(1, 1) })).rejects.toThrow(/invalid dataset name/);
-    async function* noKey() {
-      yield [row(1, 1)];
-      yield [{ name: 'no id' }];
-    }
+    const noKey = () => asyncOf([[row(1, 1)], [{ name: 'no id' }]]);
     await expect(write({ dataset, batches: noKey(), fieldsPerCommand: 1, commandsPerRound: 1 })).rejects.toThrow('row 2 has no id');
     expect(await snapshot(dataset)).toEqual({ dump: null, meta: null, tmp: [] });
   });
