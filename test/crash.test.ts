@@ -33,8 +33,11 @@ describe('crashes', () => {
     const a = await spawn(h);
     const { runId } = await h.engine.trigger('demo');
     await waitFor(async () => (await h.redis.get(`${h.prefix}:started:${runId}:transform`)) === String(a.pid), { what: 'worker A to start transform' });
-    await spawn(h);
+    // Killed before the second worker is even started: on a loaded machine a start-up can
+    // outlast the step, and A must not get to finish it.
     a.kill('SIGKILL');
+    await a.exited;
+    await spawn(h);
     const run = await h.waitRun(runId, 'succeeded', 60_000);
     const execs = await h.execs(runId);
     expect(execs).toEqual({ fetch: 1, transform: 2, write: 1 });
