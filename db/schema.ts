@@ -107,6 +107,11 @@ export const etlStepAttempts = pgTable('etl_step_attempts', {
   error: text('error'),
   errorStack: text('error_stack'),
   worker: text('worker'),
+  /** The attempt's event log (SPEC §14): at most 200 `{at, type, message, data}`, oldest
+   *  dropped first; appended in batches with checkpoint saves and the attempt's end. */
+  events: jsonb('events').$type<unknown[]>().notNull().default([]),
+  /** Events dropped from the front of `events` to keep it at 200. */
+  eventsDropped: integer('events_dropped').notNull().default(0),
 }, (t) => [uniqueIndex('etl_step_attempts_uq').on(t.runId, t.stepKey, t.attempt)]);
 
 /** Durable chunks of step outputs too large for a jsonb value (staged rows between steps).
