@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { RUN_RECOVERED_ALERT_CTES } from './alerts';
 import type { Actor, RunStatus, StepStatus, Trigger } from './schema';
 
 /**
@@ -87,17 +88,20 @@ export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
 }
 
 /** The root job's transition: succeeded once every step has, only from queued/running and
- *  on the root job's generation. Returns the pipeline id; null when refused. */
+ *  on the root job's generation (with its `run.recovered` alert, ./alerts.ts). Returns the
+ *  pipeline id; null when refused. */
 export async function finishRun(q: Q, a: { runId: string; generation: number }): Promise<string | null> {
   const { rows } = await q.query({
     name: 'etl-finish-run',
-    text: `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
-       rows = (select jsonb_build_object(
-                 'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
-                 'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
-     where id = $1 and generation = $2 and status in ('queued', 'running')
-       and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
-     returning pipeline_id`,
+    text: `with ru as (
+       update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
+         rows = (select jsonb_build_object(
+                   'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
+                   'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
+       where id = $1 and generation = $2 and status in ('queued', 'running')
+         and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
+       returning id, pipeline_id),${RUN_RECOVERED_ALERT_CTES}
+     select pipeline_id from ru`,
     values: [a.runId, a.generation],
   });
   return rows[0]?.pipeline_id ?? null;
