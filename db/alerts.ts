@@ -67,11 +67,12 @@ export async function insertAlert(q: Q, a: NewAlert): Promise<string> {
 
 /**
  * Moves a subject to `state` and, in the same statement, writes `alert` when that is a
- * change (or when the subject was never seen and `alertOnFirst` is true). Returns the
+ * change (unless `alertOnChange` is false) or when the subject was never seen and
+ * `alertOnFirst` is true. Returns the
  * alert's id, or null when nothing changed. Safe to call from every replica at once.
  */
 export async function transitionSubject(q: Q, a: {
-  subject: string; state: string; alert: NewAlert; alertOnFirst: boolean; ref?: string | null;
+  subject: string; state: string; alert: NewAlert; alertOnFirst: boolean; alertOnChange?: boolean; ref?: string | null;
 }): Promise<string | null> {
   const { rows } = await q.query(
     `with t as (
@@ -80,10 +81,10 @@ export async function transitionSubject(q: Q, a: {
        where etl_alert_state.state is distinct from excluded.state
        returning (xmax = 0) as inserted)
      insert into etl_alerts (id, type, pipeline_id, run_id, dataset, summary, details)
-     select gen_random_uuid(), $3, $4, $5, $6, $7, $8 from t where not t.inserted or $10
+     select gen_random_uuid(), $3, $4, $5, $6, $7, $8 from t where (not t.inserted and $11) or (t.inserted and $10)
      returning id`,
     [a.subject, a.state, a.alert.type, a.alert.pipelineId ?? null, a.alert.runId ?? null, a.alert.dataset ?? null,
-      a.alert.summary, a.alert.details ?? null, a.ref ?? null, a.alertOnFirst],
+      a.alert.summary, a.alert.details ?? null, a.ref ?? null, a.alertOnFirst, a.alertOnChange ?? true],
   );
   return rows[0]?.id ?? null;
 }
@@ -175,4 +176,25 @@ export async function alertCounts(q: Q): Promise<{ pending: number; failed: numb
      from etl_alerts where state in ('pending', 'failed')`,
   );
   return { pending: rows[0].pending, failed: rows[0].failed, oldestPendingSeconds: rows[0].oldest };
+}
+
+/**
+ * Ticks not fired within `lateMs` of their time (SPEC §12 `schedule.overdue`), per enabled
+ * pipeline, from the tick log: claimed but still pending (not catch-up ticks waiting their
+ * turn), or logged missed or fired late in the last `windowMinutes`. The other case, an
+ * enabled pipeline whose cursor no scheduler moves, is worked out by the caller from
+ * `schedule_cursor` (the tick has no row yet).
+ */
+export async function overdueTicks(q: Q, lateMs: number, windowMinutes = 10): Promise<{ pipelineId: string; scheduledFor: Date; outcome: string }[]> {
+  const { rows } = await q.query(
+    `select distinct on (t.pipeline_id) t.pipeline_id as "pipelineId", t.scheduled_for as "scheduledFor", t.outcome
+     from etl_schedule_ticks t join etl_pipelines p on p.id = t.pipeline_id and p.enabled
+     where t.scheduled_for > now() - make_interval(mins => $2)
+       and ((t.outcome = 'pending' and not t.catch_up and t.scheduled_for < now() - make_interval(secs => $1::float8 / 1000))
+         or t.outcome = 'missed'
+         or (t.outcome = 'fired' and not t.catch_up and t.lag_ms > $1))
+     order by t.pipeline_id, t.scheduled_for desc`,
+    [lateMs, windowMinutes],
+  );
+  return rows;
 }

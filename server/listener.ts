@@ -45,7 +45,7 @@ export interface EtlApiOptions {
 }
 
 export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<EtlApi> {
-  for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN]) registerSecret(secret);
+  for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN, config.ALERT_WEBHOOK_SECRET]) registerSecret(secret);
   const { db, redis, services, pipelines, close } = createDeps(config, 'api', { log: o.log });
   const { log } = o;
   const engine = createEngine({ db, redis, queueName: config.ETL_QUEUE, registry: pipelines.registry, log });
