@@ -204,3 +204,50 @@ export async function runParams(q: Q, runId: string): Promise<Record<string, unk
   const { rows } = await q.query('select params from etl_runs where id = $1', [runId]);
   return rows[0]?.params ?? {};
 }
+
+/** The newest succeeded run of the run's pipeline created after it, if any: resuming or
+ *  retrying the run would publish older data over that run's (SPEC §13). */
+export async function supersededBy(q: Q, runId: string): Promise<string | null> {
+  const { rows } = await q.query(
+    `select s.id from etl_runs r join etl_runs s on s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at
+     where r.id = $1 order by s.created_at desc limit 1`,
+    [runId],
+  );
+  return rows[0]?.id ?? null;
+}
+
+export interface ResumeCandidate {
+  id: string;
+  pipelineId: string;
+  status: RunStatus;
+  createdAt: Date;
+  /** 1 for the newest matching run of its pipeline. */
+  rank: number;
+  supersededBy: string | null;
+  /** The pipeline has a queued or running run now. */
+  pipelineActive: boolean;
+}
+
+/** Runs a bulk resume considers (SPEC §13), newest first per pipeline. Bounded: a bulk
+ *  resume acts on one run per pipeline, the rest are only reported. */
+export async function resumeCandidates(q: Q, f: {
+  pipelineId?: string; statuses: readonly RunStatus[]; since?: string; until?: string; limit?: number;
+}): Promise<ResumeCandidate[]> {
+  const { rows } = await q.query(
+    `select r.id, r.pipeline_id, r.status, r.created_at,
+       row_number() over (partition by r.pipeline_id order by r.created_at desc, r.id desc)::int as rank,
+       (select s.id from etl_runs s where s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at
+         order by s.created_at desc limit 1) as superseded_by,
+       exists (select 1 from etl_runs a where a.pipeline_id = r.pipeline_id and a.status in ('queued', 'running')) as pipeline_active
+     from etl_runs r
+     where r.status = any($1::text[]) and ($2::text is null or r.pipeline_id = $2)
+       and ($3::timestamptz is null or r.created_at >= $3) and ($4::timestamptz is null or r.created_at < $4)
+     order by r.pipeline_id, r.created_at desc, r.id desc
+     limit $5`,
+    [f.statuses, f.pipelineId ?? null, f.since ?? null, f.until ?? null, f.limit ?? 1_000],
+  );
+  return rows.map((r) => ({
+    id: r.id, pipelineId: r.pipeline_id, status: r.status, createdAt: r.created_at, rank: r.rank,
+    supersededBy: r.superseded_by, pipelineActive: r.pipeline_active,
+  }));
+}
