@@ -57,6 +57,7 @@ export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<Et
     config: {
       apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE, allowedOrigins: o.allowedOrigins,
       sessionSecret: config.SESSION_SECRET, operatorRoles: config.ETL_OPERATOR_ROLES, metricsToken: config.METRICS_TOKEN,
+      alertWebhookConfigured: config.ALERT_WEBHOOK_URL !== undefined,
     },
     subscribeEvents: hub.subscribe,
     sse: { maxStreams: config.SSE_MAX_STREAMS },
