@@ -224,3 +224,60 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
     }
   }, TEST_MS);
 });
+
+/**
+ * The Alerts view (SPEC §12): reached from the top navigation, it lists recent alerts with
+ * their delivery state (pending with its next attempt, delivered, failed with the last
+ * error), says when no webhook is configured, and "Send test alert" queues one (operator).
+ */
+suite(hasChromium ? '/etl alerts view in a real browser' : `/etl alerts view (skipped: no Chromium at ${CHROMIUM})`, () => {
+  let env: PageEnv;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    env = await startPageEnv([demoSeed('alerting'), demoSeed('reference')]);
+    ({ context, page } = await env.newLoggedInPage({ width: 1280, height: 800 }));
+  }, TEST_MS);
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    await env?.close();
+  }, TEST_MS);
+
+  it('lists alerts with their delivery state and sends a test alert', async () => {
+    const { t } = env;
+    await t.h.redis.set(`${t.h.prefix}:fail:transform`, '1');
+    const runId = await t.triggerAndWait('alerting', 'failed');
+    await t.h.redis.del(`${t.h.prefix}:fail:transform`);
+    // Two more alerts as a worker's sender would have left them (this app runs no sender).
+    await t.h.db.pool.query(
+      `insert into etl_alerts (id, type, occurred_at, pipeline_id, dataset, summary, state, attempts, last_status, delivered_at, last_error, next_attempt_at) values
+       (gen_random_uuid(), 'dataset.stale', now() - interval '3 minutes', 'reference', 'bq:reference:countries',
+        'last published 2026-11-30T01:00:00.000Z (26 h ago), older than its max age of 2 h', 'delivered', 1, 200, now() - interval '3 minutes', null, now()),
+       (gen_random_uuid(), 'schedule.overdue', now() - interval '2 hours', 'reference', null,
+        'the tick due at 2026-11-30T03:00:00.000Z was not fired within 60 s (no scheduler has handled it)', 'failed', 97, 503, null, 'HTTP 503', now())`);
+
+    await page.getByTestId('nav-alerts').click();
+    await page.getByTestId('alerts-table').waitFor();
+    expect(await page.title()).toBe('Alerts · ETL');
+    const failed = page.locator('[data-alert-type="run.failed"]');
+    await failed.waitFor();
+    expect(await failed.textContent()).toContain('transform: ');
+    expect(await failed.locator(`a[href="#/runs/${runId}"]`).count()).toBe(1);
+    expect(await failed.locator('[data-status="pending"]').count()).toBe(1);
+    expect(await failed.textContent()).toContain('next attempt');
+    expect(await page.locator('[data-alert-type="dataset.stale"] [data-status="delivered"]').count()).toBe(1);
+    const overdue = page.locator('[data-alert-type="schedule.overdue"]');
+    expect(await overdue.locator('[data-status="failed"]').count()).toBe(1);
+    expect(await overdue.textContent()).toContain('HTTP 503');
+    expect(await page.getByTestId('alerts-webhook-notice').textContent()).toContain('ALERT_WEBHOOK_URL is not set');
+
+    await page.getByTestId('send-test-alert').click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'Test alert queued' }).waitFor();
+    await page.locator('[data-alert-type="test"]').waitFor();
+    const { rows } = await t.h.db.pool.query(`select count(*)::int as n from etl_audit_log where action = 'alerts.test'`);
+    expect(rows[0].n).toBe(1);
+    expect(await bodyOverflowPx(page)).toBeLessThanOrEqual(0);
+    await screenshot(page, 'alerts-1280x800.png');
+  }, TEST_MS);
+});
