@@ -161,8 +161,8 @@ describe('protocol edges', () => {
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
     expect(new Set(documented)).toEqual(new Set(mounted));
     // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
-    // + GET /runs/{runId}/steps/{step}/events, POST /runs/resume
-    expect(mounted).toHaveLength(24);
+    // + GET /runs/{runId}/steps/{step}/events, POST /runs/resume + GET /alerts, POST /alerts/test
+    expect(mounted).toHaveLength(26);
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'StepEvent', 'BulkResumeResult']));
     expect(doc.paths['/api/etl/runs/resume']!.post.requestBody.content['application/json'].schema.properties).toHaveProperty('dryRun');
     expect(doc.paths['/api/etl/runs/{runId}/steps/{step}/events']!.get.parameters.map((p: { name: string }) => p.name)).toEqual(['runId', 'step', 'attempt']);

@@ -55,7 +55,8 @@ const ROUTES: [string, string][] = [
   ['GET', '/api/etl/runs/{r}/steps/{s}/events'],
 ];
 const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json'],
-  ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket'], ['POST', '/api/etl/runs/resume']];
+  ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket'], ['POST', '/api/etl/runs/resume'],
+  ['GET', '/api/etl/alerts'], ['POST', '/api/etl/alerts/test']];
 const VALID = { p: 'demo', r: () => runId, s: 'transform' };
 const fill = (path: string, slot: string, value: string) =>
   path.replace(/\{([prs])\}/g, (_, k: 'p' | 'r' | 's') => (k === slot ? value : enc(typeof VALID[k] === 'function' ? VALID[k]() : VALID[k])));
