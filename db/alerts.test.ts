@@ -96,7 +96,7 @@ describe('subjects and the outbox', () => {
     expect(await alerts.recordAttempt(db.pool, { id, worker: 'A', attempt: 1, delivered: true })).toBe(false);
     expect(await alerts.recordAttempt(db.pool, { id, worker: 'B', attempt: 2, delivered: false, status: 503, error: 'HTTP 503', retryInMs: 0 })).toBe(true);
     const [c] = mine(await alerts.claimDueAlerts(db.pool, { worker: 'B', leaseMs: 10_000, limit: 100 }));
-    expect(await alerts.recordAttempt(db.pool, { id, worker: 'B', attempt: c!.attempts, delivered: true, status: 200 })).toBe(true);
+    expect(await alerts.recordAttempt(db.pool, { id, worker: 'B', attempt: c.attempts, delivered: true, status: 200 })).toBe(true);
     const [row] = (await alerts.listAlerts(db.pool, 100)).filter((r) => r.id === id);
     expect(row).toMatchObject({ state: 'delivered', attempts: 3, lastStatus: 200, nextAttemptAt: null });
     expect(await alerts.alertCounts(db.pool)).toMatchObject({ failed: 0 });

@@ -57,7 +57,7 @@ export interface NewAlert {
 }
 
 export async function insertAlert(q: Q, a: NewAlert): Promise<string> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string }>(
     `insert into etl_alerts (id, type, pipeline_id, run_id, dataset, summary, details)
      values (gen_random_uuid(), $1, $2, $3, $4, $5, $6) returning id`,
     [a.type, a.pipelineId ?? null, a.runId ?? null, a.dataset ?? null, a.summary, a.details ?? null],
@@ -74,7 +74,7 @@ export async function insertAlert(q: Q, a: NewAlert): Promise<string> {
 export async function transitionSubject(q: Q, a: {
   subject: string; state: string; alert: NewAlert; alertOnFirst: boolean; alertOnChange?: boolean; ref?: string | null;
 }): Promise<string | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string }>(
     `with t as (
        insert into etl_alert_state (subject, state, since, count, ref) values ($1, $2, now(), 1, $9)
        on conflict (subject) do update set state = excluded.state, since = now(), count = 1, ref = excluded.ref, updated_at = now()
@@ -91,7 +91,7 @@ export async function transitionSubject(q: Q, a: {
 
 /** The current state of subjects with this prefix (e.g. 'dataset:'). */
 export async function subjectStates(q: Q, prefix: string): Promise<Map<string, string>> {
-  const { rows } = await q.query(`select subject, state from etl_alert_state where starts_with(subject, $1)`, [prefix]);
+  const { rows } = await q.query<{ subject: string; state: string }>(`select subject, state from etl_alert_state where starts_with(subject, $1)`, [prefix]);
   return new Map(rows.map((r) => [r.subject, r.state]));
 }
 
@@ -112,7 +112,7 @@ const OUTBOX_COLS = `id, type, occurred_at as "occurredAt", pipeline_id as "pipe
 /** Claims due alerts for one delivery attempt each: skips rows another sender is
  *  claiming right now, and rows whose lease has not run out. */
 export async function claimDueAlerts(q: Q, a: { worker: string; leaseMs: number; limit: number }): Promise<OutboxRow[]> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<OutboxRow>({
     name: 'etl-claim-alerts',
     text: `update etl_alerts set attempts = attempts + 1, claimed_by = $1,
          lease_until = now() + make_interval(secs => $2::float8 / 1000)
@@ -159,7 +159,7 @@ export interface AlertListRow extends OutboxRow {
 }
 
 export async function listAlerts(q: Q, limit: number): Promise<AlertListRow[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<AlertListRow>(
     `select ${OUTBOX_COLS}, state, case when state = 'pending' then greatest(next_attempt_at, lease_until) end as "nextAttemptAt",
        last_error as "lastError", last_status as "lastStatus", delivered_at as "deliveredAt"
      from etl_alerts order by occurred_at desc, id limit $1`,
@@ -170,12 +170,13 @@ export async function listAlerts(q: Q, limit: number): Promise<AlertListRow[]> {
 
 /** For /metrics: alerts waiting to be delivered, and those given up on. */
 export async function alertCounts(q: Q): Promise<{ pending: number; failed: number; oldestPendingSeconds: number }> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ pending: number; failed: number; oldest: number }>(
     `select count(*) filter (where state = 'pending')::int as pending, count(*) filter (where state = 'failed')::int as failed,
        coalesce(extract(epoch from now() - min(occurred_at) filter (where state = 'pending')), 0)::float8 as oldest
      from etl_alerts where state in ('pending', 'failed')`,
   );
-  return { pending: rows[0].pending, failed: rows[0].failed, oldestPendingSeconds: rows[0].oldest };
+  const r = rows[0];
+  return { pending: r.pending, failed: r.failed, oldestPendingSeconds: r.oldest };
 }
 
 /**
@@ -186,7 +187,7 @@ export async function alertCounts(q: Q): Promise<{ pending: number; failed: numb
  * `schedule_cursor` (the tick has no row yet).
  */
 export async function overdueTicks(q: Q, lateMs: number, windowMinutes = 10): Promise<{ pipelineId: string; scheduledFor: Date; outcome: string }[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ pipelineId: string; scheduledFor: Date; outcome: string }>(
     `select distinct on (t.pipeline_id) t.pipeline_id as "pipelineId", t.scheduled_for as "scheduledFor", t.outcome
      from etl_schedule_ticks t join etl_pipelines p on p.id = t.pipeline_id and p.enabled
      where t.scheduled_for > now() - make_interval(mins => $2)

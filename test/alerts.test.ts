@@ -56,12 +56,12 @@ describe('alerts, two worker processes, a real receiver', () => {
   it('a run failing after its retries: exactly one run.failed delivery, signed, no secret in it', async () => {
     const t0 = Date.now();
     const { runId, alertId } = await failedRun();
-    expect((await h.run(runId)).steps[1]!.attempts).toBe(2);
+    expect((await h.run(runId)).steps[1].attempts).toBe(2);
     await waitFor(() => receiver.acked().some((r) => r.eventId === alertId), { what: 'the run.failed delivery', timeoutMs: 10_000 });
     await new Promise((r) => setTimeout(r, 1_500)); // room for a duplicate from the other replica
     const got = receiptsOf(alertId);
     expect(got).toHaveLength(1);
-    const r = got[0]!;
+    const r = got[0];
     expect(r.at - t0).toBeLessThan(15_000);
     expect(r.signature).toBe(`sha256=${createHmac('sha256', SECRET).update(r.body).digest('hex')}`);
     expect(r.json).toMatchObject({

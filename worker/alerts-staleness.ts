@@ -41,7 +41,7 @@ export function longestGapMs(cron: string, tz: string, now = Date.now()): number
   try {
     // One tick a minute for a week is 10,080 ticks; a few more covers the gap past the week's end.
     const times = nextFireTimesWithin(cron, tz, new Date(now), now + WEEK_MS, 10_100);
-    for (let i = 1; i < times.length; i++) gapMs = Math.max(gapMs ?? 0, times[i]! - times[i - 1]!);
+    for (let i = 1; i < times.length; i++) gapMs = Math.max(gapMs ?? 0, times[i] - times[i - 1]);
   } catch {
     gapMs = null; // an invalid schedule: only an explicit maxAge applies
   }
@@ -58,7 +58,7 @@ function nextFireTimesWithin(cron: string, tz: string, from: Date, untilMs: numb
       out.push(t);
       if (t > untilMs) return out;
     }
-    after = new Date(batch[batch.length - 1]!);
+    after = new Date(batch[batch.length - 1]);
   }
   return out;
 }
@@ -70,17 +70,21 @@ export function maxAgeSeconds(p: Pick<PipelineRow, 'cron' | 'timezone' | 'config
   return gap === null ? null : Math.round((2 * gap) / 1000);
 }
 
+function parseMeta(raw: string | null): { updatedAt?: string; runId?: string } | null {
+  if (!raw) return null;
+  try {
+    return JSON.parse(raw) as { updatedAt?: string; runId?: string };
+  } catch {
+    return null;
+  }
+}
+
 export async function evaluateFreshness(redis: Redis, pipelines: readonly PipelineRow[], now = Date.now()): Promise<DatasetFreshness[]> {
-  const list = pipelines.flatMap((p) => datasetsOf(p.config as Record<string, unknown>).map((dataset) => ({ dataset, p })));
+  const list = pipelines.flatMap((p) => datasetsOf(p.config).map((dataset) => ({ dataset, p })));
   if (list.length === 0) return [];
   const metas = await redis.mget(...list.map((d) => `cache:${d.dataset}:meta`));
   return list.map(({ dataset, p }, i) => {
-    let meta: { updatedAt?: string; runId?: string } | null = null;
-    try {
-      meta = metas[i] ? JSON.parse(metas[i]!) : null;
-    } catch {
-      meta = null;
-    }
+    const meta = parseMeta(metas[i]);
     const updated = meta?.updatedAt ? Date.parse(meta.updatedAt) : NaN;
     const maxAge = maxAgeSeconds(p, now);
     if (!Number.isFinite(updated)) return { dataset, pipelineId: p.id, status: 'never', ageSeconds: null, maxAgeSeconds: maxAge, updatedAt: null, runId: null };

@@ -84,7 +84,7 @@ export function alertsView(root: HTMLElement): View {
     }
   }
 
-  sendBtn.addEventListener('click', async () => {
+  const sendTest = async () => {
     setBusy(sendBtn, true);
     try {
       await api.testAlert();
@@ -95,7 +95,8 @@ export function alertsView(root: HTMLElement): View {
     } finally {
       setBusy(sendBtn, false);
     }
-  });
+  };
+  sendBtn.addEventListener('click', () => void sendTest());
 
   void refresh();
   // Delivery state changes in the worker, not through the event stream: poll while open.
