@@ -61,6 +61,22 @@ export const configSchema = z.object({
   HEARTBEAT_STALE_MS: z.coerce.number().int().min(1_000).default(30_000),
   /** The standalone api runs as a node:cluster of this many processes on PORT (1: no cluster). */
   API_WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  /** Alerts (SPEC §12): the webhook the worker POSTs alert JSON to; unset, alerts are only recorded. */
+  ALERT_WEBHOOK_URL: url('ALERT_WEBHOOK_URL').optional(),
+  /** Signs each alert body: `X-ETL-Signature: sha256=<hex HMAC-SHA256>`. A secret: never logged. */
+  ALERT_WEBHOOK_SECRET: secret('ALERT_WEBHOOK_SECRET').optional(),
+  /** The public base URL of the /etl page, for the alerts' `url` (e.g. https://etl.example.com). */
+  ETL_PUBLIC_URL: url('ETL_PUBLIC_URL').optional(),
+  /** Alert delivery timing; the defaults are the contract, tests shorten them. */
+  ALERT_POLL_MS: z.coerce.number().int().min(50).max(10_000).default(1_000),
+  ALERT_BACKOFF_BASE_MS: z.coerce.number().int().min(10).max(60_000).default(2_000),
+  ALERT_BACKOFF_MAX_MS: z.coerce.number().int().min(10).max(60_000).default(60_000),
+  ALERT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  ALERT_LEASE_MS: z.coerce.number().int().min(200).max(600_000).default(30_000),
+  /** How long an undeliverable alert is retried before it is marked failed (default a day). */
+  ALERT_RETRY_FOR_MS: z.coerce.number().int().min(1_000).default(24 * 3_600_000),
+  /** How often dataset staleness and overdue ticks are evaluated (SPEC: at least every 15 s). */
+  ALERT_EVAL_MS: z.coerce.number().int().min(100).max(15_000).default(10_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Built-in sandbox sources (npm start starts them): a pipeline whose credential is
    *  configured nowhere reads from these instead, and is labelled sandbox. */

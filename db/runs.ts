@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { RUN_RECOVERED_ALERT_CTES } from './alerts';
 import type { Actor, RunStatus, StepStatus, Trigger } from './schema';
 
 /**
@@ -87,17 +88,20 @@ export async function insertRuns(q: Q, list: NewRun[]): Promise<Set<string>> {
 }
 
 /** The root job's transition: succeeded once every step has, only from queued/running and
- *  on the root job's generation. Returns the pipeline id; null when refused. */
+ *  on the root job's generation (with its `run.recovered` alert, ./alerts.ts). Returns the
+ *  pipeline id; null when refused. */
 export async function finishRun(q: Q, a: { runId: string; generation: number }): Promise<string | null> {
   const { rows } = await q.query<{ pipeline_id: string }>({
     name: 'etl-finish-run',
-    text: `update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
-       rows = (select jsonb_build_object(
-                 'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
-                 'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
-     where id = $1 and generation = $2 and status in ('queued', 'running')
-       and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
-     returning pipeline_id`,
+    text: `with ru as (
+       update etl_runs r set status = 'succeeded', finished_at = now(), updated_at = now(), error = null,
+         rows = (select jsonb_build_object(
+                   'in', (select rows_out from etl_run_steps where run_id = $1 order by position asc limit 1),
+                   'out', (select rows_out from etl_run_steps where run_id = $1 order by position desc limit 1)))
+       where id = $1 and generation = $2 and status in ('queued', 'running')
+         and not exists (select 1 from etl_run_steps where run_id = $1 and status not in ('succeeded', 'skipped'))
+       returning id, pipeline_id),${RUN_RECOVERED_ALERT_CTES}
+     select pipeline_id from ru`,
     values: [a.runId, a.generation],
   });
   return rows[0]?.pipeline_id ?? null;
@@ -202,4 +206,51 @@ export async function cancelledAmong(q: Q, runIds: string[]): Promise<string[]> 
 export async function runParams(q: Q, runId: string): Promise<Record<string, unknown>> {
   const { rows } = await q.query<{ params: Record<string, unknown> | null }>('select params from etl_runs where id = $1', [runId]);
   return rows[0]?.params ?? {};
+}
+
+/** The newest succeeded run of the run's pipeline created after it, if any: resuming or
+ *  retrying the run would publish older data over that run's (SPEC §13). */
+export async function supersededBy(q: Q, runId: string): Promise<string | null> {
+  const { rows } = await q.query(
+    `select s.id from etl_runs r join etl_runs s on s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at
+     where r.id = $1 order by s.created_at desc limit 1`,
+    [runId],
+  );
+  return rows[0]?.id ?? null;
+}
+
+export interface ResumeCandidate {
+  id: string;
+  pipelineId: string;
+  status: RunStatus;
+  createdAt: Date;
+  /** 1 for the newest matching run of its pipeline. */
+  rank: number;
+  supersededBy: string | null;
+  /** The pipeline has a queued or running run now. */
+  pipelineActive: boolean;
+}
+
+/** Runs a bulk resume considers (SPEC §13), newest first per pipeline. Bounded: a bulk
+ *  resume acts on one run per pipeline, the rest are only reported. */
+export async function resumeCandidates(q: Q, f: {
+  pipelineId?: string; statuses: readonly RunStatus[]; since?: string; until?: string; limit?: number;
+}): Promise<ResumeCandidate[]> {
+  const { rows } = await q.query(
+    `select r.id, r.pipeline_id, r.status, r.created_at,
+       row_number() over (partition by r.pipeline_id order by r.created_at desc, r.id desc)::int as rank,
+       (select s.id from etl_runs s where s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at
+         order by s.created_at desc limit 1) as superseded_by,
+       exists (select 1 from etl_runs a where a.pipeline_id = r.pipeline_id and a.status in ('queued', 'running')) as pipeline_active
+     from etl_runs r
+     where r.status = any($1::text[]) and ($2::text is null or r.pipeline_id = $2)
+       and ($3::timestamptz is null or r.created_at >= $3) and ($4::timestamptz is null or r.created_at < $4)
+     order by r.pipeline_id, r.created_at desc, r.id desc
+     limit $5`,
+    [f.statuses, f.pipelineId ?? null, f.since ?? null, f.until ?? null, f.limit ?? 1_000],
+  );
+  return rows.map((r) => ({
+    id: r.id, pipelineId: r.pipeline_id, status: r.status, createdAt: r.created_at, rank: r.rank,
+    supersededBy: r.superseded_by, pipelineActive: r.pipeline_active,
+  }));
 }

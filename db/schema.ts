@@ -107,6 +107,11 @@ export const etlStepAttempts = pgTable('etl_step_attempts', {
   error: text('error'),
   errorStack: text('error_stack'),
   worker: text('worker'),
+  /** The attempt's event log (SPEC §14): at most 200 `{at, type, message, data}`, oldest
+   *  dropped first; appended in batches with checkpoint saves and the attempt's end. */
+  events: jsonb('events').$type<unknown[]>().notNull().default([]),
+  /** Events dropped from the front of `events` to keep it at 200. */
+  eventsDropped: integer('events_dropped').notNull().default(0),
 }, (t) => [uniqueIndex('etl_step_attempts_uq').on(t.runId, t.stepKey, t.attempt)]);
 
 /** Durable chunks of step outputs too large for a jsonb value (staged rows between steps).
@@ -176,4 +181,48 @@ export const bqProjects = pgTable('bq_projects', {
   sourceUpdatedAt: ts('source_updated_at'),
   lastRunId: uuid('last_run_id'),
   syncedAt: ts('synced_at').notNull().defaultNow(),
+});
+
+export const ALERT_TYPES = ['run.failed', 'run.recovered', 'dataset.stale', 'dataset.fresh', 'schedule.overdue', 'test'] as const;
+export type AlertType = (typeof ALERT_TYPES)[number];
+export const ALERT_DELIVERY_STATES = ['pending', 'delivered', 'failed', 'skipped'] as const;
+export type AlertDeliveryState = (typeof ALERT_DELIVERY_STATES)[number];
+
+/** The alert outbox (SPEC §12): one row per event, inserted in the same statement or
+ *  transaction as the state change that causes it, then delivered by the worker's sender
+ *  (worker/alerts-sender.ts). A sender owns a row while `lease_until` is in the future. */
+export const etlAlerts = pgTable('etl_alerts', {
+  /** Also the webhook's `id` and `X-ETL-Event-Id`: the same on every redelivery. */
+  id: uuid('id').primaryKey(),
+  type: text('type').$type<AlertType>().notNull(),
+  occurredAt: ts('occurred_at').notNull().defaultNow(),
+  pipelineId: text('pipeline_id'),
+  runId: uuid('run_id'),
+  dataset: text('dataset'),
+  /** Short, secret-free description (a run's error is redacted before it is stored). */
+  summary: text('summary').notNull(),
+  details: jsonb('details'),
+  state: text('state').$type<AlertDeliveryState>().notNull().default('pending'),
+  attempts: integer('attempts').notNull().default(0),
+  nextAttemptAt: ts('next_attempt_at').notNull().defaultNow(),
+  leaseUntil: ts('lease_until'),
+  claimedBy: text('claimed_by'),
+  lastError: text('last_error'),
+  lastStatus: integer('last_status'),
+  deliveredAt: ts('delivered_at'),
+}, (t) => [
+  index('etl_alerts_due_idx').on(t.nextAttemptAt).where(sql`${t.state} = 'pending'`),
+  index('etl_alerts_occurred_idx').on(t.occurredAt.desc()),
+]);
+
+/** What the last alert of a subject said, so paired alerts fire once per change:
+ *  `run:<pipeline>` ok|failing, `dataset:<dataset>` fresh|stale, `schedule:<pipeline>` ok|overdue. */
+export const etlAlertState = pgTable('etl_alert_state', {
+  subject: text('subject').primaryKey(),
+  state: text('state').notNull(),
+  since: ts('since').notNull().defaultNow(),
+  /** How many failures (or breaches) in the current streak. */
+  count: integer('count').notNull().default(1),
+  ref: text('ref'),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
 });

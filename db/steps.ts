@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { RUN_FAILED_ALERT_CTES, RUN_RECOVERED_ALERT_CTES } from './alerts';
 
 /**
  * Step-level state transitions: claim, checkpoint, complete (with its handoff), fail,
@@ -9,7 +10,8 @@ import type pg from 'pg';
  *   (retry, resume, reconciler) cannot claim, complete or fail a step;
  * - the attempt (`etl_run_steps.attempts`): once a step is claimed again (a stall, a
  *   retry, a new generation), every write of the earlier execution matches no row.
- * Run-level transitions (insert, finish, cancel, requeue) are in ./runs.ts.
+ * Run-level transitions (insert, finish, cancel, requeue) are in ./runs.ts. A statement
+ * that ends a run also writes its alert (./alerts.ts) in the same statement.
  */
 
 type Q = Pick<pg.Pool, 'query'>;
@@ -125,7 +127,7 @@ export async function completeStep(q: Q, a: {
            'out', $7::int)
        where id = $1 and $8 and generation = $3 and status in ('queued', 'running') and exists (select 1 from s)
          and not exists (select 1 from etl_run_steps where run_id = $1 and key <> $2 and status not in ('succeeded', 'skipped'))
-       returning 1),
+       returning id, pipeline_id),${RUN_RECOVERED_ALERT_CTES},
      nx as (
        update etl_run_steps st set status = 'running', attempts = st.attempts + 1, started_at = coalesce(st.started_at, now()),
          finished_at = null, job_id = $10, handoff = true, updated_at = now()
@@ -190,7 +192,8 @@ export async function failStep(q: Q, a: {
        where run_id = $1 and step_key = $2 and attempt = $4 and exists (select 1 from s)),
      ru as (
        update etl_runs set status = 'failed', error = $2 || ': ' || $5, finished_at = now(), updated_at = now()
-       where id = $1 and $7 and status in ('queued', 'running') and exists (select 1 from s))
+       where id = $1 and $7 and status in ('queued', 'running') and exists (select 1 from s)
+       returning id, pipeline_id, error),${RUN_FAILED_ALERT_CTES}
      select count(*)::int as n from s`,
     values: [a.runId, a.key, a.generation, a.attempt, a.error, a.stack, a.final],
   });

@@ -162,8 +162,12 @@ describe('protocol edges', () => {
       .map((x) => `${x.method} ${x.path.replace(/:(\w+)/g, '{$1}')}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
     expect(new Set(documented)).toEqual(new Set(mounted));
-    expect(mounted).toHaveLength(22); // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error']));
+    // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
+    // + GET /runs/{runId}/steps/{step}/events, POST /runs/resume + GET /alerts, POST /alerts/test
+    expect(mounted).toHaveLength(26);
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'StepEvent', 'BulkResumeResult']));
+    expect(doc.paths['/api/etl/runs/resume'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('dryRun');
+    expect(doc.paths['/api/etl/runs/{runId}/steps/{step}/events'].get.parameters.map((p: { name: string }) => p.name)).toEqual(['runId', 'step', 'attempt']);
     const runs = doc.paths['/api/etl/pipelines/{id}/runs'].get;
     expect(runs.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:limit', 'query:cursor', 'query:status']);
     expect(runs.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });

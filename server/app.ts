@@ -12,6 +12,7 @@ import { createMetrics } from './metrics';
 import { buildOpenApi } from './openapi';
 import { mount, route, type RouteGroup } from './route';
 import { accessRoutes } from './routes/access';
+import { alertRoutes } from './routes/alerts';
 import { opsRoutes } from './routes/ops';
 import { pipelineRoutes } from './routes/pipelines';
 import { runRoutes } from './routes/runs';
@@ -54,7 +55,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const cache = createReadCache(deps.subscribeEvents);
-  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), accessRoutes(deps), opsRoutes(deps, metrics)];
+  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), accessRoutes(deps), alertRoutes(deps), opsRoutes(deps, metrics)];
   let openapi: Record<string, unknown> | undefined;
   groups.push({
     base: API_BASE,

@@ -28,7 +28,7 @@ export interface AppDeps {
   db: Pick<Database, 'pool'>;
   /** Session lookups (`mc:sess:<id>`) and the readiness probe. */
   redis: Redis;
-  engine: Pick<Engine, 'trigger' | 'retryStep' | 'resume' | 'rerunFrom' | 'cancel' | 'queue'> & Partial<Pick<Engine, 'events'>>;
+  engine: Pick<Engine, 'trigger' | 'retryStep' | 'resume' | 'rerunFrom' | 'cancel' | 'bulkResume' | 'queue'> & Partial<Pick<Engine, 'events'>>;
   config: {
     apiToken?: string;
     sessionCookie: string;
@@ -39,6 +39,8 @@ export interface AppDeps {
     operatorRoles?: string[];
     /** When set, /metrics needs it as a bearer token. */
     metricsToken?: string;
+    /** ALERT_WEBHOOK_URL is set (shown by GET /alerts; the workers send). */
+    alertWebhookConfigured?: boolean;
   };
   log: Logger;
   /** The process-wide event hub (server/sse.ts); without it /events answers 503. */

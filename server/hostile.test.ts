@@ -52,9 +52,11 @@ const ROUTES: [string, string][] = [
   ['PUT', '/api/etl/pipelines/{p}/cron'], ['GET', '/api/etl/pipelines/{p}/runs'], ['GET', '/api/etl/runs/{r}'],
   ['GET', '/api/etl/runs/{r}/steps/{s}'], ['POST', '/api/etl/runs/{r}/steps/{s}/retry'], ['POST', '/api/etl/runs/{r}/resume'],
   ['POST', '/api/etl/runs/{r}/rerun'], ['POST', '/api/etl/runs/{r}/cancel'], ['GET', '/api/etl/pipelines/{p}/ticks'],
+  ['GET', '/api/etl/runs/{r}/steps/{s}/events'],
 ];
 const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json'],
-  ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket']];
+  ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket'], ['POST', '/api/etl/runs/resume'],
+  ['GET', '/api/etl/alerts'], ['POST', '/api/etl/alerts/test']];
 const VALID = { p: 'demo', r: () => runId, s: 'transform' };
 const fill = (path: string, slot: string, value: string) =>
   path.replace(/\{([prs])\}/g, (_, k: 'p' | 'r' | 's') => (k === slot ? value : enc(typeof VALID[k] === 'function' ? VALID[k]() : VALID[k])));
@@ -137,6 +139,23 @@ describe('hostile input never causes a 5xx or a change', () => {
     const proto = await expectRefused('POST', '/api/etl/pipelines/demo/trigger', { body: '{"params":{"__proto__":{"polluted":1}}}' });
     expect(proto.body.error.code).toBe('invalid_body');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('bulk resume filters and event-log queries: 400; a dry run changes nothing', async () => {
+    const bodies: unknown[] = [
+      '{', '[]', 'null', '"x"', { status: 'failed' }, { status: ['succeeded'] }, { status: ['failed', 'failed', 'failed'] }, { status: [] },
+      { status: ["failed' or 1=1--"] }, { since: 'yesterday' }, { since: '-100000-01-01T00:00:00Z' }, { until: '+275760-09-13T00:00:00Z' },
+      { until: 'x'.repeat(5_000) }, { since: 1 }, { pipelineId: "'; drop table etl_runs;--" }, { pipelineId: '../../etc' },
+      { pipelineId: 'x'.repeat(101) }, { pipelineId: '\u0000' }, { dryRun: 'true' }, { dryRun: 1 }, { force: true }, { __proto__x: 1 },
+      '{"__proto__":{"dryRun":true}}', { dryRun: true, extra: 1 },
+    ];
+    for (const body of bodies) await expectRefused('POST', '/api/etl/runs/resume', { body });
+    for (const q of ['attempt=0', 'attempt=-1', 'attempt=1e3', 'attempt=abc', 'attempt=%00', 'attempt=9999999', 'attempt=1&attempt=2', 'x=1']) {
+      await expectRefused('GET', `/api/etl/runs/${runId}/steps/transform/events?${q}`);
+    }
+    for (const body of [{ force: 'yes' }, { force: 1 }, { force: null }]) await expectRefused('POST', `/api/etl/runs/${runId}/resume`, { body });
+    const dry = await t.call('POST', '/api/etl/runs/resume', { body: { dryRun: true, status: ['failed', 'cancelled'] } });
+    expect(dry).toMatchObject({ status: 200, body: { matched: 0, resumed: [], skipped: [], dryRun: true } });
   });
 
   it('invalid cron expressions and time zones: 400 invalid_cron / invalid_timezone / invalid_input', async () => {

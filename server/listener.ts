@@ -45,7 +45,7 @@ export interface EtlApiOptions {
 }
 
 export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<EtlApi> {
-  for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN]) registerSecret(secret);
+  for (const secret of [config.ETL_API_TOKEN, config.SESSION_SECRET, config.METRICS_TOKEN, config.ALERT_WEBHOOK_SECRET]) registerSecret(secret);
   const { db, redis, services, pipelines, close } = createDeps(config, 'api', { log: o.log });
   const { log } = o;
   const engine = createEngine({ db, redis, queueName: config.ETL_QUEUE, registry: pipelines.registry, log });
@@ -57,6 +57,7 @@ export async function createEtlApi(config: Config, o: EtlApiOptions): Promise<Et
     config: {
       apiToken: config.ETL_API_TOKEN, sessionCookie: config.SESSION_COOKIE, allowedOrigins: o.allowedOrigins,
       sessionSecret: config.SESSION_SECRET, operatorRoles: config.ETL_OPERATOR_ROLES, metricsToken: config.METRICS_TOKEN,
+      alertWebhookConfigured: config.ALERT_WEBHOOK_URL !== undefined,
     },
     subscribeEvents: hub.subscribe,
     sse: { maxStreams: config.SSE_MAX_STREAMS },

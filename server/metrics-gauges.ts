@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { alertCounts } from '../db/alerts';
 import { statusCounts } from '../db/read';
 import { enabledCursors, schedulerHealth } from '../db/schedule';
 import { nextFireTime } from '../lib/cron';
@@ -91,5 +92,20 @@ export function registerSchedulerGauges(d: GaugeDeps): void {
       return next !== null && now - next.getTime() > 60_000;
     });
     g.set(overdue.length);
+  });
+}
+
+/** The alert outbox (SPEC §12): alerts waiting for delivery, given up on, and the age of
+ *  the oldest waiting one (a receiver down for long shows here before anyone notices). */
+export function registerAlertGauges(d: GaugeDeps): void {
+  const counts = sharedForASecond(() => alertCounts(d.db.pool));
+  scrapedGauge(d, 'postgres', { name: 'etl_alerts_pending', help: 'Alerts not yet delivered to the webhook (retrying)' }, async (g) => {
+    g.set((await counts()).pending);
+  });
+  scrapedGauge(d, 'postgres', { name: 'etl_alerts_failed', help: 'Alerts given up on after retrying for ALERT_RETRY_FOR_MS' }, async (g) => {
+    g.set((await counts()).failed);
+  });
+  scrapedGauge(d, 'postgres', { name: 'etl_alerts_oldest_pending_seconds', help: 'Age of the oldest undelivered alert' }, async (g) => {
+    g.set((await counts()).oldestPendingSeconds);
   });
 }

@@ -3,7 +3,7 @@ import client from 'prom-client';
 import type { Logger } from '../lib/logger';
 import type { AppDeps, SubscribeEvents } from './context';
 import { trackStepDurations } from './metrics-events';
-import { registerSchedulerGauges, registerStateGauges } from './metrics-gauges';
+import { registerAlertGauges, registerSchedulerGauges, registerStateGauges } from './metrics-gauges';
 
 /**
  * Prometheus metrics of one app instance, on its own registry (never prom-client's global
@@ -34,6 +34,7 @@ export function createMetrics(o: {
   });
   registerStateGauges({ registry, scrapeErrors, db: o.db, engine: o.engine });
   registerSchedulerGauges({ registry, scrapeErrors, db: o.db });
+  registerAlertGauges({ registry, scrapeErrors, db: o.db });
   const unsubscribe = trackStepDurations(registry, o.subscribeEvents);
   return {
     registry,

@@ -69,6 +69,8 @@ export function createReadCache(subscribe: SubscribeEvents | undefined, opts: { 
 function onEvent(st: CacheState, data: string): void {
   try {
     const e = JSON.parse(data) as { type?: string; runId?: string; pipelineId?: string };
+    // Live progress changes nothing stored: it must not empty the cache every second.
+    if (e.type === 'progress') return;
     if (e.runId) invalidateRun(st, e.runId, e.pipelineId);
     // Settings changed through another api process (a cluster worker or replica).
     else if (e.type === 'pipeline' && e.pipelineId) invalidatePipeline(st, e.pipelineId);

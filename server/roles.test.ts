@@ -46,6 +46,7 @@ describe('roles (finding: any session with a user object, even {}, could change 
         ['POST', '/pipelines/demo/trigger', {}], ['POST', '/pipelines/demo/enable', { enabled: true }],
         ['PUT', '/pipelines/demo/cron', { cron: '0 * * * *', timezone: 'UTC' }], [`POST`, `/runs/${runId}/cancel`, {}],
         ['POST', `/runs/${runId}/resume`, {}], ['POST', `/runs/${runId}/steps/fetch/retry`, {}], ['POST', `/runs/${runId}/rerun`, { fromStep: 'fetch' }],
+        ['POST', '/runs/resume', { dryRun: true }],
       ] as const) {
         const r = await asCookie(sid, method, path, body);
         expect(r.status, `${JSON.stringify(user)} ${method} ${path}`).toBe(403);

@@ -200,9 +200,18 @@ describe('runs and actions', () => {
     const step = (await t.call('GET', api(`/runs/${runId}/steps/transform`))).body.step;
     expect(step.attemptsHistory.map((a: { status: string }) => a.status)).toEqual(['failed', 'failed']);
     expect(step.errorStack).toContain('Error');
+    // The first attempt's event log says the step was retried, why, and after how long.
+    const logs = (await t.call('GET', api(`/runs/${runId}/steps/transform/events`))).body.attempts;
+    expect(logs.map((a: { attempt: number }) => a.attempt)).toEqual([2, 1]);
+    const retry = logs[1].events.find((e: { type: string }) => e.type === 'retry');
+    expect(retry).toMatchObject({ data: { reason: expect.stringContaining('transform told to fail'), delayMs: expect.any(Number) } });
+    expect(JSON.stringify(logs)).not.toContain('hunter2-secret');
+    expect((await t.call('GET', api(`/runs/${runId}/steps/transform/events?attempt=1`))).body.attempts).toHaveLength(1);
+    expect((await t.call('GET', api(`/runs/${runId}/steps/nope/events`))).status).toBe(404);
+    expect((await t.call('GET', api(`/runs/${runId}/steps/transform/events?attempt=0`))).status).toBe(400);
     expect((await t.call('POST', api(`/runs/${runId}/steps/fetch/retry`))).body.error.code).toBe('step_not_failed');
     expect((await t.call('POST', api(`/runs/${runId}/steps/nope/retry`))).status).toBe(404);
-    expect((await t.call('POST', api(`/runs/${runId}/steps/transform/retry`), { body: { force: true } })).status).toBe(400);
+    expect((await t.call('POST', api(`/runs/${runId}/steps/transform/retry`), { body: { force: 'yes' } })).status).toBe(400);
     await t.h.redis.del(`${t.h.prefix}:fail:transform`);
     const r = await t.call('POST', api(`/runs/${runId}/steps/transform/retry`));
     expect(r).toMatchObject({ status: 202, body: { runId } });

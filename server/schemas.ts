@@ -49,6 +49,10 @@ export const TickList = z.object({
     runId: z.string().nullable(), catchUp: z.boolean(), detail: z.string().nullable(), recordedAt: z.string(), lagMs: z.number().nullable(),
   })),
 });
+export const StepEventsQuery = z.strictObject({
+  attempt: z.string().regex(/^\d{1,6}$/, 'attempt must be an integer from 1 to 999999')
+    .transform(Number).pipe(z.number().int().min(1)).optional().describe('one attempt (default: every attempt, newest first)'),
+});
 export const AuditQuery = z.strictObject({
   limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 200')
     .transform(Number).pipe(z.number().int().min(1).max(200)).optional().describe('1..200, default 50'),
@@ -97,6 +101,17 @@ export const CronBody = z.strictObject({
   timezone: z.string().min(1).max(64).describe('IANA zone, e.g. Europe/Kyiv'),
 });
 export const RerunBody = z.strictObject({ fromStep: StepKey, params: RunParamsBody.optional() });
+export const RequeueBody = z.strictObject({
+  force: z.boolean().optional().describe('resume or retry even though a newer run of the pipeline succeeded (otherwise 409 superseded)'),
+});
+const BulkTime = z.string().max(40).refine(isPgTime, 'must be an ISO timestamp between years 0001 and 9999');
+export const BulkResumeBody = z.strictObject({
+  pipelineId: PipelineId.optional().describe('only this pipeline (default: every pipeline)'),
+  status: z.array(z.enum(['failed', 'cancelled'])).min(1).max(2).optional().describe('run statuses to resume (default ["failed"])'),
+  since: BulkTime.optional().describe('only runs created at or after this instant'),
+  until: BulkTime.optional().describe('only runs created before this instant'),
+  dryRun: z.boolean().optional().describe('answer what would be resumed, changing nothing'),
+});
 
 // ---- responses ----
 /** Named response schemas: openapi.ts emits them as components and refers to them. */
@@ -151,6 +166,27 @@ export const RunsPage = z.object({ runs: z.array(Run), nextCursor: z.string().nu
 export const RunEnvelope = z.object({ run: RunDetail });
 export const StepEnvelope = z.object({ step: StepDetail });
 export const Accepted = z.object({ runId: z.string() });
+export const StepEvent = z.object({
+  at: Time, type: z.string().describe('page | retry | rate_limited | staged | check | published (more may come)'),
+  message: z.string(), data: z.record(z.string(), z.unknown()).optional(),
+}).register(components, { id: 'StepEvent' });
+export const StepEvents = z.object({
+  attempts: z.array(z.object({
+    attempt: z.number().int(), status: z.string(), startedAt: Time, finishedAt: TimeOrNull,
+    dropped: z.number().int().describe('older events dropped to keep the newest 200'),
+    events: z.array(StepEvent).describe('oldest first'),
+  })).describe('newest attempt first'),
+});
+export const BulkResumeResult = z.object({
+  matched: z.number().int().describe('runs matching the filter'),
+  resumed: z.array(z.string()).describe('runs resumed (with dryRun: that would be resumed), at most one per pipeline'),
+  skipped: z.array(z.object({
+    runId: z.string(), pipelineId: z.string(),
+    reason: z.string().describe('not_newest | superseded | run_active, or the error code of a resume that failed'),
+    supersededBy: z.string().optional(),
+  })),
+  dryRun: z.boolean(),
+}).register(components, { id: 'BulkResumeResult' });
 export const Health = z.object({ ok: z.boolean(), pid: z.number().int().describe('the answering process (one of several with API_WORKERS)') });
 export const Workers = z.object({
   alive: z.number().int().describe('workers with a healthy heartbeat in the last minute'),

@@ -63,7 +63,7 @@ function normalise(message: string): string | null {
   try {
     const e = JSON.parse(message) as { type?: unknown; runId?: unknown; pipelineId?: unknown } | null;
     if (e && e.type === 'pipeline' && typeof e.pipelineId === 'string') return JSON.stringify(e);
-    return e && (e.type === 'run' || e.type === 'step') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
+    return e && (e.type === 'run' || e.type === 'step' || e.type === 'progress') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
   } catch {
     return null;
   }

@@ -18,6 +18,17 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, baseMs: 1_000, maxMs: 60_000 };
 export const DEFAULT_TIMEOUT_MS = 15 * 60_000;
 
+/** Event types the drilldown knows (SPEC §14); a step may use others. */
+export type StepEventType = 'page' | 'retry' | 'rate_limited' | 'staged' | 'check' | 'published';
+
+/** Live progress of a running step; `rowsDone` also follows `reportRows`. */
+export interface StepProgress {
+  rowsDone?: number;
+  /** When the source knows it (BigQuery's totalRows, a staged input's size). */
+  rowsTotal?: number;
+  pagesDone?: number;
+}
+
 export interface StepContext<S = unknown, Cfg = unknown, I = unknown> {
   runId: string;
   pipelineId: string;
@@ -41,6 +52,11 @@ export interface StepContext<S = unknown, Cfg = unknown, I = unknown> {
   saveCheckpoint(value: unknown): Promise<void>;
   /** Rows read and produced, shown in the drilldown. */
   reportRows(rows: { in?: number; out?: number }): void;
+  /** Adds an event to this attempt's log (at most 200 kept). Buffered: cheap to call per
+   *  page, never a database round trip of its own. `data` is small plain JSON. */
+  event(type: StepEventType | (string & {}), message: string, data?: Record<string, unknown>): void;
+  /** Live progress for the page (sent at most once a second; not stored). */
+  progress(p: StepProgress): void;
   services: S;
   log: Logger;
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStep } from './define';
+import { checked, passed, publishedEvent } from './sink-events';
 import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
 import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
@@ -71,13 +72,17 @@ export function queryFetchStep(kind: SourceKind) {
             ctx.reportRows({ out: total });
           }
         } else {
-          for await (const page of src.lines(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location })) {
+          const before = total;
+          const onTotal = (n: number) => ctx.progress({ rowsTotal: before + n });
+          for await (const page of src.lines(ds.sql, { pageSize: ctx.config.pageSize, signal: ctx.signal, location: ctx.config.location, onTotal })) {
             await out.writeLines(page);
             total += page.length;
             ctx.reportRows({ out: total });
           }
         }
         datasets[ds.name] = await out.close();
+        const ref = datasets[ds.name]!;
+        ctx.event('staged', `${ds.name}: ${ref.rows} rows staged in ${ref.chunks} chunks`, { dataset: ds.name, rows: ref.rows, chunks: ref.chunks });
       }
       return { sandbox: src.sandbox, datasets };
     },
@@ -96,6 +101,7 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
     let rowsIn = 0;
     let badRows = 0;
     let firstBad: string | undefined;
+    ctx.progress({ rowsDone: 0, rowsTotal: Object.values(input.datasets).reduce((n, r) => n + r.rows, 0) });
     for (const ds of ctx.config.datasets) {
       const ref = input.datasets[ds.name];
       if (!ref) throw new Error(`fetch output has no dataset ${ds.name}; rerun from fetch`);
@@ -109,9 +115,13 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
         firstBad ??= v.firstBad;
         // Staged ready to publish: the write step sends these lines as they are.
         await out.writeBytes(v.data, v.rows - v.bad);
+        ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
       }
-      datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
+      const staged = datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
       ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
+      ctx.event('staged', `${ds.name}: ${staged.rows} rows validated and staged${badRows ? ` (${badRows} bad rows skipped so far)` : ''}`, {
+        dataset: ds.name, rows: staged.rows, badRows,
+      });
     }
     if (badRows) ctx.log.warn({ badRows, firstBad }, 'skipped malformed rows');
     return { sandbox: input.sandbox, datasets, badRows, ...(firstBad ? { firstBad } : {}) };
@@ -128,21 +138,26 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
     const { redis, db } = ctx.services;
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;
+    ctx.progress({ rowsDone: 0, rowsTotal: Object.values(input.datasets).reduce((n, r) => n + r.rows, 0) });
     for (const ds of ctx.config.datasets) {
       const ref = input.datasets[ds.name];
       const pg = ctx.config.postgres?.dataset === ds.name ? ctx.config.postgres : undefined;
       if (pg) {
         // Check before either sink changes anything, so a bad load publishes nowhere.
-        checkRowCount(ref.rows, (await readDatasetMeta(redis, ds.dataset))?.rows ?? null, ctx.config.check);
+        const last = (await readDatasetMeta(redis, ds.dataset))?.rows ?? null;
+        checked(ctx, ds.dataset, () => checkRowCount(ref.rows, last, ctx.config.check));
+        passed(ctx, ds.dataset, ref.rows, last);
         await upsertRows({ db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, ref, ctx.signal), runId: ctx.runId, signal: ctx.signal });
       }
-      const r = await writeRedisDataset({
+      const r = await checked(ctx, ds.dataset, () => writeRedisDataset({
         redis, dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, ref, ctx.signal),
         runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
-      });
+        onCheck: pg ? undefined : (n, last) => passed(ctx, ds.dataset, n, last),
+      }));
       published[ds.name] = { key: r.key, rows: r.rows };
       rows += r.rows;
       ctx.reportRows({ in: rows, out: rows });
+      publishedEvent(ctx, r.key, r.rows);
     }
     return { sandbox: input.sandbox, datasets: published };
   },

@@ -23,7 +23,7 @@ export type SourceKind = 'bigquery' | 'clickhouse';
 export interface QuerySource {
   sandbox: boolean;
   /** The result as batches of JSON lines (one row each). */
-  lines(sql: string, opts: { pageSize: number; signal?: AbortSignal; location?: string }): AsyncGenerator<string[]>;
+  lines(sql: string, opts: { pageSize: number; signal?: AbortSignal; location?: string; onTotal?(rows: number): void }): AsyncGenerator<string[]>;
   /** The same as NDJSON bytes (whole lines) with row counts, where the source can give
    *  them without a string per row. */
   chunks?(sql: string, opts: { signal?: AbortSignal }): AsyncGenerator<{ data: Buffer; rows: number }>;

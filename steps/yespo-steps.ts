@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { defineStep } from './define';
+import { checked, passed, publishedEvent } from './sink-events';
 import { dataCheckSchema } from './query-steps';
 import type { Services } from './services';
 import { writeRedisDataset } from './sinks/redis-dataset';
@@ -32,12 +33,15 @@ export const yespoTransformStep = defineStep<Services, YespoConfig, YespoStagedR
     const input = ctx.input;
     const out = await openStaging(ctx.services.db, ctx.runId, `transform.a${ctx.attempt}`);
     let n = 0;
+    ctx.progress({ rowsDone: 0, rowsTotal: input.rows });
     for await (const page of readStaged<YespoContact>(ctx.services.db, input, ctx.signal)) {
       await out.writeMany(page.map(normaliseContact));
       n += page.length;
       ctx.reportRows({ in: n, out: n });
     }
-    return { ...(await out.close()), sandbox: !!input.sandbox, badRows: input.badRows ?? 0 };
+    const staged = await out.close();
+    ctx.event('staged', `${staged.rows} contacts normalised and staged`, { rows: staged.rows, chunks: staged.chunks });
+    return { ...staged, sandbox: !!input.sandbox, badRows: input.badRows ?? 0 };
   },
 });
 
@@ -48,12 +52,14 @@ export const yespoWriteStep = defineStep<Services, YespoConfig, StagedRef & { sa
   timeoutMs: 30 * 60_000,
   async run(ctx) {
     const input = ctx.input;
-    const r = await writeRedisDataset({
+    ctx.progress({ rowsDone: 0, rowsTotal: input.rows });
+    const r = await checked(ctx, ctx.config.dataset, () => writeRedisDataset({
       redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
       batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,
-      check: ctx.config.check, signal: ctx.signal,
-    });
+      check: ctx.config.check, signal: ctx.signal, onCheck: (rows, last) => passed(ctx, ctx.config.dataset, rows, last),
+    }));
     ctx.reportRows({ in: input.rows, out: r.rows });
+    publishedEvent(ctx, r.key, r.rows);
     return { sandbox: !!input.sandbox, key: r.key, rows: r.rows };
   },
 });

@@ -11,6 +11,8 @@ import { createEngine, type Engine } from '../workflows/engine/engine';
 import { cancelChannel } from '../workflows/engine/events';
 import { backoffDelay, type StepJobData } from '../workflows/engine/flow';
 import { ActiveSteps, createRunner } from '../workflows/engine/runner';
+import { startAlertSender, type AlertSenderOptions } from './alerts-sender';
+import { startAlertWatch } from './alerts-watch';
 import { startHeartbeat } from './heartbeat';
 import { startReconciler } from './reconciler';
 import { startScheduler, type SchedulerOptions, type SchedulerStats } from './scheduler';
@@ -40,6 +42,8 @@ export interface WorkerRuntimeOptions {
   scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now' | 'allowSeconds'>>;
   /** The health heartbeat (worker/heartbeat.ts); `file` is what the container healthcheck reads. */
   heartbeat?: { file?: string; intervalMs?: number };
+  /** Alerts (SPEC §12): the outbox sender and the staleness / overdue watch. Off when absent. */
+  alerts?: Omit<AlertSenderOptions, 'db' | 'log' | 'workerId'> & { evalMs?: number };
 }
 
 export interface WorkerRuntime {
@@ -91,6 +95,10 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
   const scheduler = o.scheduler === false || o.scheduler === undefined ? undefined
     : startScheduler({ db: o.db, engine, log: o.log, workerId, ...o.scheduler });
 
+  // Alerts run on their own timers and queries: a slow webhook never holds a step back.
+  const alertSender = o.alerts && startAlertSender({ db: o.db, log: o.log, workerId, ...o.alerts });
+  const alertWatch = o.alerts && startAlertWatch({ db: o.db, redis: commands, log: o.log, intervalMs: o.alerts.evalMs });
+
   const reconcileEvery = o.reconcileIntervalMs ?? 15_000;
   const heartbeat = o.heartbeat && startHeartbeat({
     queueName: o.queueName, workerId, log: o.log, file: o.heartbeat.file, intervalMs: o.heartbeat.intervalMs,
@@ -111,6 +119,7 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
       if (heartbeat) await forgetWorker(commands, o.queueName, workerId).catch(() => {});
       await scheduler?.stop();
       await reconciler.stop();
+      await Promise.all([alertSender?.stop(), alertWatch?.stop()]);
       const closing = worker.close();
       const timer = setTimeout(() => active.abortAll(new StepAbortedError('the worker is shutting down', 'shutdown')), graceMs);
       await closing;

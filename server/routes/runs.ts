@@ -1,4 +1,6 @@
 import { getRunDetail, getStepDetail } from '../../db/read';
+import { listStepEvents } from '../../db/step-events';
+import { redact } from '../../lib/redact';
 import { NotFoundError } from '../../lib/errors';
 import type { AppDeps } from '../context';
 import { HttpError } from '../errors';
@@ -59,23 +61,56 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
         },
       }),
       route({
+        method: 'GET', path: '/runs/:runId/steps/:step/events', tag: 'runs',
+        summary: 'The step\'s event log per attempt (pages, retries, rate limits, data checks, publishes), newest attempt first',
+        params: s.StepParams, query: s.StepEventsQuery,
+        responses: { 200: { description: 'the event logs', schema: s.StepEvents }, 400: { description: 'invalid query', schema: s.ErrorResponse }, 404: runNotFound },
+        handler: async (c, { params, query }) => {
+          const attempts = await listStepEvents(db.pool, params.runId, params.step, query.attempt);
+          if (!attempts) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
+          // Redacted again on the way out, as step errors are: a secret registered later.
+          for (const a of attempts) for (const e of a.events) e.message = redact(e.message);
+          return c.json({ attempts });
+        },
+      }),
+      route({
         method: 'POST', path: '/runs/:runId/steps/:step/retry', tag: 'actions', summary: 'Retry a failed step; the run then continues',
-        params: s.StepParams, body: s.NoBody, operator: true,
-        responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the step is not failed (step_not_failed) or the run is active (run_active)') },
-        handler: async (c, { params }) => {
-          const r = await changed(params.runId, engine.retryStep(params.runId, params.step));
-          await audit(c, { action: 'run.retry', runId: params.runId, details: { step: params.step } });
+        params: s.StepParams, body: s.RequeueBody, operator: true,
+        responses: {
+          202: accepted, 400: badInput, 404: runNotFound,
+          409: conflict('the step is not failed (step_not_failed), the run is active (run_active), or a newer run succeeded (superseded; send force)'),
+        },
+        handler: async (c, { params, body }) => {
+          const r = await changed(params.runId, engine.retryStep(params.runId, params.step, { force: body.force }));
+          await audit(c, { action: 'run.retry', runId: params.runId, details: { step: params.step, ...(body.force ? { force: true } : {}) } });
           return c.json(r, 202);
         },
       }),
       route({
         method: 'POST', path: '/runs/:runId/resume', tag: 'actions', summary: 'Re-run every step not yet succeeded, reusing succeeded ones',
-        params: s.RunParams, body: s.NoBody, operator: true,
-        responses: { 202: accepted, 400: badInput, 404: runNotFound, 409: conflict('the run is active (run_active) or succeeded (run_succeeded)') },
-        handler: async (c, { params }) => {
-          const r = await changed(params.runId, engine.resume(params.runId));
-          await audit(c, { action: 'run.resume', runId: params.runId });
+        params: s.RunParams, body: s.RequeueBody, operator: true,
+        responses: {
+          202: accepted, 400: badInput, 404: runNotFound,
+          409: conflict('the run is active (run_active) or succeeded (run_succeeded), or a newer run succeeded (superseded; send force)'),
+        },
+        handler: async (c, { params, body }) => {
+          const r = await changed(params.runId, engine.resume(params.runId, { force: body.force }));
+          await audit(c, { action: 'run.resume', runId: params.runId, ...(body.force ? { details: { force: true } } : {}) });
           return c.json(r, 202);
+        },
+      }),
+      route({
+        method: 'POST', path: '/runs/resume', tag: 'actions',
+        summary: 'Bulk resume: per pipeline, the newest matching failed/cancelled run that no newer success superseded',
+        body: s.BulkResumeBody, operator: true,
+        responses: { 200: { description: 'what was resumed and what was skipped, and why', schema: s.BulkResumeResult }, 400: badInput },
+        handler: async (c, { body }) => {
+          const r = await engine.bulkResume(body);
+          for (const runId of r.dryRun ? [] : r.resumed) {
+            cache.invalidateRun(runId);
+            await audit(c, { action: 'run.resume', runId, details: { bulk: true } });
+          }
+          return c.json(r, 200);
         },
       }),
       route({

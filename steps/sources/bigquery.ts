@@ -26,14 +26,18 @@ export function createBigQuery(a: { credential: Credential | null; apiEndpoint?:
 
 export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
   pageSize: number; location?: string; signal?: AbortSignal; timeoutMs?: number;
+  /** Told the result's totalRows (from the first page's response), for live progress. */
+  onTotal?(rows: number): void;
 }): AsyncGenerator<Record<string, unknown>[]> {
   const [job] = await bq.createQueryJob({ query: sql, useLegacySql: false, location: opts.location });
   let pageToken: string | undefined;
   do {
     opts.signal?.throwIfAborted();
-    const [rows, next] = await job.getQueryResults({
+    const [rows, next, response] = await job.getQueryResults({
       maxResults: opts.pageSize, pageToken, autoPaginate: false, timeoutMs: opts.timeoutMs ?? 60_000,
     });
+    const total = Number((response as { totalRows?: unknown } | undefined)?.totalRows);
+    if (!pageToken && Number.isFinite(total)) opts.onTotal?.(total);
     yield rows as Record<string, unknown>[];
     pageToken = next?.pageToken;
   } while (pageToken);

@@ -66,7 +66,7 @@ describe('paginateContacts against the fake', () => {
     const { result, pages, requests } = await paginate({});
     expect(result).toEqual({ pages: 5, rows: TOTAL });
     expect(pages.map((p) => p.info)).toEqual([1, 501, 1001, 1501, 2001].map((s, i) => ({
-      startIndex: s, nextStartIndex: i < 4 ? s + 500 : TOTAL + 1, last: i === 4,
+      startIndex: s, nextStartIndex: i < 4 ? s + 500 : TOTAL + 1, last: i === 4, ms: expect.any(Number),
     })));
     expect(pages.at(-1)!.rows).toHaveLength(345);
     expect(new Set(pages.flatMap((p) => p.rows.map((c) => (c as { id: number }).id))).size).toBe(TOTAL);
@@ -224,6 +224,7 @@ describe('yespoPaginateStep.run', () => {
   /** A hand-made context; each saved checkpoint is recorded with whether its chunk was durable. */
   function context(runId: string, checkpoint: unknown, cfg: Partial<YespoPaginateConfig> = {}) {
     const saved: { cp: Record<string, number>; chunkThere: boolean }[] = [];
+    const events: { type: string; message: string; data?: Record<string, unknown> }[] = [];
     const ctx: StepContext<YespoServices, YespoPaginateConfig> = {
       runId, pipelineId: 'yespo.test', stepKey: 'paginate', attempt: 1, signal: new AbortController().signal,
       config: { ...config, ...cfg }, params: {}, input: undefined, outputs: {}, checkpoint, log: silentLog,
@@ -232,9 +233,11 @@ describe('yespoPaginateStep.run', () => {
         saved.push({ cp, chunkThere: (await readBlobBytes(db.pool, runId, 'paginate', cp.pagesDone - 1)) !== null });
       },
       reportRows: () => {},
+      event: (type, message, data) => void events.push({ type, message, data }),
+      progress: () => {},
       services: { db, redis, yespo: () => Promise.resolve({ baseUrl: fake.url, apiKey: KEY, sandbox: false }) },
     };
-    return { ctx, saved };
+    return { ctx, saved, events };
   }
 
   it('stages one chunk per page, checkpoints after each, and resumes at the failed page', async () => {

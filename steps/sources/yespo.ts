@@ -1,5 +1,4 @@
 import type { Redis } from 'ioredis';
-import pRetry, { AbortError } from 'p-retry';
 import { z } from 'zod';
 import type { Database } from '../../db/client';
 import type { Logger } from '../../lib/logger';
@@ -87,7 +86,12 @@ export interface PageInfo {
   startIndex: number;
   nextStartIndex: number;
   last: boolean;
+  /** From the first request for the page to its answer, waits and retries included. */
+  ms: number;
 }
+
+/** What the page loop tells the step's event log: rate-limit waits and retries. */
+export type PaginateEvent = (type: 'rate_limited' | 'retry', message: string, data: Record<string, unknown>) => void;
 
 export interface PaginateOptions {
   baseUrl: string;
@@ -106,6 +110,7 @@ export interface PaginateOptions {
   fetchImpl?: typeof fetch;
   /** Called after each page, before the next is requested; the caller stages and checkpoints. */
   onPage(rows: unknown[], page: PageInfo): Promise<void>;
+  onEvent?: PaginateEvent;
 }
 
 export async function paginateContacts(o: PaginateOptions): Promise<{ pages: number; rows: number }> {
@@ -117,12 +122,15 @@ export async function paginateContacts(o: PaginateOptions): Promise<{ pages: num
   let [start, pages, rows] = [o.startIndex, 0, 0];
   for (;;) {
     o.signal.throwIfAborted();
+    const t0 = performance.now();
     const page = await fetchWithRetry(o, start);
     if (page.length > o.pageSize) {
       // The paging arithmetic below would skip or repeat contacts.
       throw new NonRetryableError(`Yespo group ${o.groupId} returned ${page.length} contacts for maxrows ${o.pageSize}`);
     }
-    const info: PageInfo = { startIndex: start, nextStartIndex: start + page.length, last: page.length < o.pageSize };
+    const info: PageInfo = {
+      startIndex: start, nextStartIndex: start + page.length, last: page.length < o.pageSize, ms: Math.round(performance.now() - t0),
+    };
     await o.onPage(page, info);
     pages++;
     rows += page.length;
@@ -131,12 +139,17 @@ export async function paginateContacts(o: PaginateOptions): Promise<{ pages: num
   }
 }
 
+/** Marks an error that must not be retried here (it fails the attempt at once). */
+class Final {
+  constructor(readonly err: unknown) {}
+}
+
 async function fetchWithRetry(o: PaginateOptions, startIndex: number): Promise<unknown[]> {
   const retries = o.retries ?? DEFAULT_RETRIES;
   const maxRetryAfterMs = o.maxRetryAfterMs ?? 60_000;
   let waited = 0;
-  const attempt = async (): Promise<unknown[]> => {
-    // 429s loop here rather than in p-retry: they are the server pacing us, not failures,
+  const once = async (): Promise<unknown[]> => {
+    // 429s loop here rather than as retries: they are the server pacing us, not failures,
     // so they do not use up the retry budget (the waiting is bounded by maxRetryAfterMs).
     for (;;) {
       await o.limiter.acquire(o.signal);
@@ -144,34 +157,42 @@ async function fetchWithRetry(o: PaginateOptions, startIndex: number): Promise<u
         return await fetchContactsPage({ ...o, startIndex, maxRows: o.pageSize });
       } catch (err) {
         if (err instanceof YespoTransientError) throw err;
-        if (!(err instanceof YespoRateLimitedError)) throw new AbortError(err as Error);
+        if (!(err instanceof YespoRateLimitedError)) throw new Final(err);
         // No usable Retry-After: an ordinary retry with backoff.
         if (err.retryAfterMs === null) throw err;
         // The floor keeps "Retry-After: 0" answers from looping without ever reaching the cap.
         const wait = Math.max(err.retryAfterMs, 1_000);
+        const data = { startindex: startIndex, waitMs: wait, retryAfterMs: err.retryAfterMs };
         if (waited + wait > maxRetryAfterMs) {
           // Too long to hold a worker slot: the engine re-queues the step for later.
-          throw new AbortError(new RetryAfterError(`${err.message}; retry after ${wait} ms`, wait));
+          o.onEvent?.('rate_limited', `HTTP 429 at startindex ${startIndex}: Retry-After ${wait} ms is too long to wait here; the step is re-queued`, data);
+          throw new Final(new RetryAfterError(`${err.message}; retry after ${wait} ms`, wait));
         }
         o.log?.warn({ groupId: o.groupId, startIndex, retryAfterMs: wait }, 'Yespo rate limited us; waiting');
+        o.onEvent?.('rate_limited', `HTTP 429 at startindex ${startIndex}: waiting ${wait} ms (Retry-After)`, data);
         waited += wait;
         await sleep(wait, o.signal);
       }
     }
   };
-  return pRetry(attempt, {
-    retries: Math.max(0, retries.attempts - 1),
-    minTimeout: retries.baseMs,
-    maxTimeout: retries.maxMs,
-    factor: 2,
-    randomize: true,
-    signal: o.signal,
-    onFailedAttempt: (err) => {
-      if (err.retriesLeft > 0) {
-        o.log?.warn({ groupId: o.groupId, startIndex, attempt: err.attemptNumber, error: redact(err.message) }, 'Yespo request failed; retrying');
-      }
-    },
-  });
+  // Transient failures (5xx, resets, timeouts, a 429 without Retry-After, Redis hiccups in
+  // the limiter) are retried with exponential backoff and jitter, as p-retry would.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await once();
+    } catch (err) {
+      if (err instanceof Final) throw err.err;
+      if (o.signal.aborted) throw o.signal.reason;
+      if (attempt >= retries.attempts) throw err;
+      const delayMs = Math.min(retries.maxMs, Math.round(retries.baseMs * 2 ** (attempt - 1) * (1 + Math.random())));
+      const reason = redact(err instanceof Error ? err.message : String(err));
+      o.log?.warn({ groupId: o.groupId, startIndex, attempt, error: reason }, 'Yespo request failed; retrying');
+      o.onEvent?.('retry', `request ${attempt} for startindex ${startIndex} failed; retrying in ${delayMs} ms: ${reason.slice(0, 200)}`, {
+        startindex: startIndex, attempt, delayMs, reason: reason.slice(0, 300),
+      });
+      await sleep(delayMs, o.signal);
+    }
+  }
 }
 
 /** Retry-After is delta-seconds or an HTTP date; null when absent or unreadable. */
@@ -263,7 +284,7 @@ export const yespoPaginateStep = defineStep<YespoServices, YespoPaginateConfig, 
     const limiter = createRateLimiter(ctx.services.redis, { key: rateLimitKey('yespo', endpoint.apiKey), ratePerSec });
     await paginateContacts({
       baseUrl: endpoint.baseUrl, apiKey: endpoint.apiKey, groupId, pageSize, startIndex: cp.nextStartIndex,
-      limiter, signal: ctx.signal, log: ctx.log,
+      limiter, signal: ctx.signal, log: ctx.log, onEvent: ctx.event,
       async onPage(page, info) {
         const parsed = parseContacts(page, { skipBad: skipBadRows, offset: info.startIndex - 1 });
         if (parsed.bad) ctx.log.warn({ bad: parsed.bad, firstError: parsed.firstError }, 'skipped malformed Yespo contacts');
@@ -272,6 +293,10 @@ export const yespoPaginateStep = defineStep<YespoServices, YespoPaginateConfig, 
           nextStartIndex: info.nextStartIndex, pagesDone: cp.pagesDone + 1, rows: cp.rows + parsed.contacts.length,
           fetched: cp.fetched + page.length, bad: cp.bad + parsed.bad, done: info.last,
         };
+        ctx.event('page', `page ${cp.pagesDone}: ${page.length} contacts from startindex ${info.startIndex} in ${info.ms} ms`, {
+          startindex: info.startIndex, rows: page.length, ms: info.ms, ...(parsed.bad ? { bad: parsed.bad } : {}),
+        });
+        ctx.progress({ pagesDone: cp.pagesDone });
         await ctx.saveCheckpoint(cp);
         ctx.reportRows({ in: cp.fetched, out: cp.rows });
       },

@@ -224,3 +224,184 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
     }
   }, TEST_MS);
 });
+
+/**
+ * The operator parts of SPEC §13 and §14 in a real Chromium: "Resume failed runs" with its
+ * dry-run confirmation, the live progress bar of a slow step, the per-attempt event log,
+ * and a pipeline's run-history chart and tick log.
+ */
+suite(hasChromium ? '/etl operator views in a real browser' : `/etl operator views (skipped: no Chromium at ${CHROMIUM})`, () => {
+  let env: PageEnv;
+  let context: BrowserContext;
+  let page: Page;
+  let failFlag: string;
+  const runStatus = async (id: string) => (await env.t.h.db.pool.query('select status, generation from etl_runs where id = $1', [id])).rows[0];
+  const failedRun = async (pipeline: string) => {
+    await env.t.h.redis.set(failFlag, '1');
+    try {
+      return await env.t.triggerAndWait(pipeline, 'failed');
+    } finally {
+      await env.t.h.redis.del(failFlag);
+    }
+  };
+
+  beforeAll(async () => {
+    env = await startPageEnv([demoSeed('bulk.a'), demoSeed('bulk.b'), demoSeed('progress', { transformMs: 8_000, progressRows: 50_000 }), demoSeed('hist')]);
+    failFlag = `${env.t.h.prefix}:fail:transform`;
+    ({ context, page } = await env.newLoggedInPage({ width: 1280, height: 800 }));
+  }, TEST_MS);
+
+  afterAll(async () => {
+    await env?.t.h.redis.del(failFlag).catch(() => {});
+    await context?.close().catch(() => {});
+    await env?.close();
+  }, TEST_MS);
+
+  it('"Resume failed runs" confirms with the dry run\'s counts, then resumes only the newest non-superseded failed run', async () => {
+    const a1 = await failedRun('bulk.a');
+    const a2 = await failedRun('bulk.a');
+    const b1 = await failedRun('bulk.b');
+    await env.t.triggerAndWait('bulk.b', 'succeeded');
+    await go(page, '#/');
+    await page.getByTestId('bulk-resume').click();
+    const dialog = page.getByTestId('confirm-dialog');
+    await dialog.waitFor();
+    const text = (await dialog.textContent()) ?? '';
+    expect(text).toContain('Resume 1 failed run?');
+    expect(text).toContain('3 failed runs match. 1 will be resumed (the newest per pipeline); 2 skipped');
+    expect(text).toContain('1 superseded by a newer success');
+    // The dry run behind the dialog changed nothing.
+    for (const id of [a1, a2, b1]) expect(await runStatus(id)).toEqual({ status: 'failed', generation: 0 });
+    await page.screenshot({ path: '/tmp/etl-bulk-resume-confirm.png' });
+    await page.getByTestId('confirm-ok').click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'Resumed 1 run, skipped 2' }).waitFor();
+    await waitFor(async () => (await runStatus(a2)).status === 'succeeded' || null, { timeoutMs: RUN_MS, what: 'the newest failed run to succeed' });
+    expect(await runStatus(a1)).toEqual({ status: 'failed', generation: 0 });
+    expect(await runStatus(b1)).toEqual({ status: 'failed', generation: 0 });
+  }, TEST_MS);
+
+  it('a slow step shows a live progress bar with rows/s and an ETA that moves', async () => {
+    await go(page, '#/pipelines/progress');
+    const runId = await runNowAndOpen(page, 'progress');
+    await waitStatus(page, 'step-status-transform', 'running', UI_MS);
+    const bar = page.getByTestId('progress-transform');
+    const done = async () => Number((await bar.getAttribute('data-rows-done')) ?? 0);
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="progress-transform"]')?.getAttribute('data-rows-done') ?? 0) > 0, undefined, { timeout: UI_MS });
+    const first = await done();
+    const firstWidth = await page.locator('[data-testid="progress-transform"] .progress-fill').evaluate((el) => el.getBoundingClientRect().width);
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="progress-transform"]')?.getAttribute('data-rows-done') ?? 0) > n + 5_000, first, { timeout: UI_MS });
+    const secondWidth = await page.locator('[data-testid="progress-transform"] .progress-fill').evaluate((el) => el.getBoundingClientRect().width);
+    expect(secondWidth).toBeGreaterThan(firstWidth);
+    const text = (await page.getByTestId('progress-text-transform').textContent()) ?? '';
+    expect(text).toMatch(/^[\d,]+ \/ 50,000 rows · [\d,]+ rows\/s · ETA /);
+    await page.screenshot({ path: '/tmp/etl-progress.png' });
+    await waitStatus(page, 'run-status', 'succeeded');
+    expect(await page.getByTestId('progress-transform').count()).toBe(0);
+    expect((await runStatus(runId)).status).toBe('succeeded');
+  }, TEST_MS);
+
+  it('the event log shows each attempt, newest open: the retried attempt says why and after how long', async () => {
+    await go(page, '#/pipelines/hist');
+    await env.t.h.redis.set(failFlag, '1');
+    const runId = await runNowAndOpen(page, 'hist');
+    await waitStatus(page, 'run-status', 'failed');
+    await env.t.h.redis.del(failFlag);
+    await clickAndConfirm(page, 'retry-step-transform');
+    await waitStatus(page, 'run-status', 'succeeded');
+    await page.locator('[data-testid="event-log-transform"] summary').first().click();
+    const newest = page.getByTestId('events-transform-attempt-3');
+    await newest.waitFor();
+    expect(await newest.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(true);
+    expect(await newest.locator('tr[data-event-type="staged"]').textContent()).toContain('3 values transformed');
+    const first = page.getByTestId('events-transform-attempt-1');
+    expect(await first.evaluate((d) => (d as HTMLDetailsElement).open)).toBe(false);
+    await first.locator('summary').click();
+    expect(await first.locator('tr[data-event-type="retry"]').textContent()).toMatch(/attempt 1 failed; the step runs again in [\d.]+ s: transform told to fail/);
+    expect(await page.locator('[data-testid="event-log-transform"]').textContent()).not.toContain('hunter2-secret');
+    await page.screenshot({ path: '/tmp/etl-event-log.png', fullPage: true });
+    expect((await runStatus(runId)).status).toBe('succeeded');
+  }, TEST_MS);
+
+  it('the runs view charts the last runs (failed marked, bars link to runs) and shows the tick log', async () => {
+    const failed = await failedRun('hist');
+    await env.t.triggerAndWait('hist', 'succeeded');
+    await env.t.h.db.pool.query(
+      `insert into etl_schedule_ticks (pipeline_id, scheduled_for, outcome, run_id, detail, lag_ms) values
+         ('hist', now() - interval '3 hours', 'fired', $1, null, 412),
+         ('hist', now() - interval '2 hours', 'skipped_overlap', null, 'the previous run was still active', null),
+         ('hist', now() - interval '1 hour', 'missed', null, 'missed while no scheduler ran (catch-up policy: none)', null)`, [failed]);
+    await go(page, '#/pipelines/hist');
+    const chart = page.getByTestId('run-history');
+    await chart.waitFor();
+    const runs = (await env.t.h.db.pool.query(`select id, status from etl_runs where pipeline_id = 'hist'`)).rows as { id: string; status: string }[];
+    expect(await chart.locator('.history-bar').count()).toBe(runs.length);
+    expect(await chart.locator('.history-bar[data-status="failed"]').count()).toBe(runs.filter((r) => r.status === 'failed').length);
+    expect(await chart.locator(`[data-testid="history-bar-${failed}"] .fail-mark`).count()).toBe(1);
+    await page.locator('[data-testid="tick-log-section"] summary').click();
+    const ticks = page.getByTestId('tick-row');
+    await ticks.first().waitFor();
+    expect(await ticks.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-outcome')))).toEqual(['missed', 'skipped_overlap', 'fired']);
+    expect(await page.getByTestId('tick-log').textContent()).toContain('the previous run was still active');
+    await page.screenshot({ path: '/tmp/etl-history.png', fullPage: true });
+    await chart.locator(`[data-testid="history-bar-${failed}"]`).click();
+    await page.waitForFunction((id) => location.hash === `#/runs/${id}`, failed, { timeout: UI_MS });
+    await waitStatus(page, 'run-status', 'failed', UI_MS);
+  }, TEST_MS);
+});
+
+/**
+ * The Alerts view (SPEC §12): reached from the top navigation, it lists recent alerts with
+ * their delivery state (pending with its next attempt, delivered, failed with the last
+ * error), says when no webhook is configured, and "Send test alert" queues one (operator).
+ */
+suite(hasChromium ? '/etl alerts view in a real browser' : `/etl alerts view (skipped: no Chromium at ${CHROMIUM})`, () => {
+  let env: PageEnv;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    env = await startPageEnv([demoSeed('alerting'), demoSeed('reference')]);
+    ({ context, page } = await env.newLoggedInPage({ width: 1280, height: 800 }));
+  }, TEST_MS);
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    await env?.close();
+  }, TEST_MS);
+
+  it('lists alerts with their delivery state and sends a test alert', async () => {
+    const { t } = env;
+    await t.h.redis.set(`${t.h.prefix}:fail:transform`, '1');
+    const runId = await t.triggerAndWait('alerting', 'failed');
+    await t.h.redis.del(`${t.h.prefix}:fail:transform`);
+    // Two more alerts as a worker's sender would have left them (this app runs no sender).
+    await t.h.db.pool.query(
+      `insert into etl_alerts (id, type, occurred_at, pipeline_id, dataset, summary, state, attempts, last_status, delivered_at, last_error, next_attempt_at) values
+       (gen_random_uuid(), 'dataset.stale', now() - interval '3 minutes', 'reference', 'bq:reference:countries',
+        'last published 2026-11-30T01:00:00.000Z (26 h ago), older than its max age of 2 h', 'delivered', 1, 200, now() - interval '3 minutes', null, now()),
+       (gen_random_uuid(), 'schedule.overdue', now() - interval '2 hours', 'reference', null,
+        'the tick due at 2026-11-30T03:00:00.000Z was not fired within 60 s (no scheduler has handled it)', 'failed', 97, 503, null, 'HTTP 503', now())`);
+
+    await page.getByTestId('nav-alerts').click();
+    await page.getByTestId('alerts-table').waitFor();
+    expect(await page.title()).toBe('Alerts · ETL');
+    const failed = page.locator('[data-alert-type="run.failed"]');
+    await failed.waitFor();
+    expect(await failed.textContent()).toContain('transform: ');
+    expect(await failed.locator(`a[href="#/runs/${runId}"]`).count()).toBe(1);
+    expect(await failed.locator('[data-status="pending"]').count()).toBe(1);
+    expect(await failed.textContent()).toContain('next attempt');
+    expect(await page.locator('[data-alert-type="dataset.stale"] [data-status="delivered"]').count()).toBe(1);
+    const overdue = page.locator('[data-alert-type="schedule.overdue"]');
+    expect(await overdue.locator('[data-status="failed"]').count()).toBe(1);
+    expect(await overdue.textContent()).toContain('HTTP 503');
+    expect(await page.getByTestId('alerts-webhook-notice').textContent()).toContain('ALERT_WEBHOOK_URL is not set');
+
+    await page.getByTestId('send-test-alert').click();
+    await page.locator('[data-testid="toast"][data-kind="ok"]', { hasText: 'Test alert queued' }).waitFor();
+    await page.locator('[data-alert-type="test"]').waitFor();
+    const { rows } = await t.h.db.pool.query(`select count(*)::int as n from etl_audit_log where action = 'alerts.test'`);
+    expect(rows[0].n).toBe(1);
+    expect(await bodyOverflowPx(page)).toBeLessThanOrEqual(0);
+    await screenshot(page, 'alerts-1280x800.png');
+  }, TEST_MS);
+});

@@ -1,5 +1,6 @@
 // Thin client for /api/etl. Same origin, cookie session or a bearer token kept in localStorage.
-import type { Actor, Pipeline, Run, RunsPage, Step } from './types';
+import type { Actor, AttemptEvents, BulkResumeResult, Pipeline, Run, RunsPage, Step, Tick } from './types';
+import type { AlertList } from './alerts';
 
 export const API_BASE = '/api/etl';
 const TOKEN_KEY = 'etl.apiToken';
@@ -102,6 +103,14 @@ export const api = {
   cancel: (runId: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/cancel`),
   me: () => request<{ actor: Actor; operator: boolean; operatorRoles: string[] }>('GET', '/me'),
   eventsTicket: () => request<{ ticket: string }>('POST', '/events/ticket').then((r) => r.ticket),
+  stepEvents: (runId: string, step: string) =>
+    request<{ attempts: AttemptEvents[] }>('GET', `/runs/${enc(runId)}/steps/${enc(step)}/events`).then((r) => r.attempts),
+  bulkResume: (body: { pipelineId?: string; status?: ('failed' | 'cancelled')[]; dryRun?: boolean }) =>
+    request<BulkResumeResult>('POST', '/runs/resume', body),
+  listTicks: (id: string, limit = 30) =>
+    request<{ ticks: Tick[] }>('GET', `/pipelines/${enc(id)}/ticks?limit=${limit}`).then((r) => r.ticks),
+  listAlerts: (limit = 50) => request<AlertList>('GET', `/alerts?limit=${limit}`),
+  testAlert: () => request<{ id: string }>('POST', '/alerts/test'),
 };
 
 /**

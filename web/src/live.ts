@@ -1,6 +1,10 @@
 // Server-Sent Events from /api/etl/events with automatic reconnect.
 import { eventsUrl } from './api';
-import type { LiveEvent } from './types';
+import type { LiveEvent, ProgressEvent } from './types';
+
+/** Progress events go to whoever shows them (the run view), not to the view refresher:
+ *  they change nothing stored, so they must not trigger a re-fetch every second. */
+export const PROGRESS_EVENT = 'etl:progress';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'off';
 
@@ -8,6 +12,10 @@ function parse(data: unknown): LiveEvent | null {
   if (typeof data !== 'string') return null;
   try {
     const v = JSON.parse(data) as Partial<LiveEvent> & Record<string, unknown>;
+    if ((v as { type?: unknown }).type === 'progress' && typeof v['runId'] === 'string') {
+      window.dispatchEvent(new CustomEvent<ProgressEvent>(PROGRESS_EVENT, { detail: v as unknown as ProgressEvent }));
+      return null;
+    }
     if ((v.type === 'run' || v.type === 'step') && typeof v.runId === 'string') return v as LiveEvent;
   } catch {
     /* ignore malformed frames */

@@ -1,5 +1,6 @@
 // Entry point: shell, hash router, live updates.
 import { readOnlyReason, setAccess } from './access';
+import { alertsView } from './alerts';
 import { api, getToken, setToken, setUnauthorizedHandler } from './api';
 import { h, replaceChildren } from './dom';
 import { durationMs, fmtDuration } from './format';
@@ -34,6 +35,11 @@ function route(): void {
     }
   });
   window.scrollTo(0, 0);
+  for (const a of document.querySelectorAll<HTMLAnchorElement>('.topnav a')) {
+    const section = a.getAttribute('href') === '#/alerts' ? parts[0] === 'alerts' : parts[0] !== 'alerts';
+    if (section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
   if (parts.length === 0) {
     document.title = 'Pipelines · ETL';
     current = pipelinesView(viewRoot);
@@ -43,6 +49,9 @@ function route(): void {
   } else if (parts[0] === 'runs' && parts.length === 2 && parts[1]) {
     document.title = `Run ${parts[1]} · ETL`;
     current = runView(viewRoot, parts[1]);
+  } else if (parts[0] === 'alerts' && parts.length === 1) {
+    document.title = 'Alerts · ETL';
+    current = alertsView(viewRoot);
   } else {
     document.title = 'Not found · ETL';
     replaceChildren(viewRoot, h('div', { class: 'state state-error', 'data-testid': 'error' },
@@ -77,6 +86,9 @@ function boot(): void {
   const shell = h('div', { class: 'shell' },
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'ETL operations'),
+      h('nav', { class: 'topnav' },
+        h('a', { href: '#/', 'data-testid': 'nav-pipelines' }, 'Pipelines'),
+        h('a', { href: '#/alerts', 'data-testid': 'nav-alerts' }, 'Alerts')),
       h('div', { class: 'topbar-right' }, liveDot, tokenBtn)),
     workersBanner(),
     readOnly,

@@ -1,4 +1,5 @@
 // View #/ : the pipelines table with inline schedule editing, enable toggle and "Run now".
+import { bulkResumeButton } from './bulk-resume';
 import { canOperate, guard } from './access';
 import { api } from './api';
 import { knownTimezones, validateCron, validateTimezone } from './cron';
@@ -168,7 +169,8 @@ export function pipelinesView(root: HTMLElement): View {
   ensureTzDatalist();
   const notice = h('div', { class: 'notice', hidden: true });
   const body = h('div', null, loadingBlock());
-  replaceChildren(root, h('div', { class: 'view-head' }, h('h1', null, 'Pipelines')), notice, body);
+  replaceChildren(root, h('div', { class: 'view-head' }, h('h1', null, 'Pipelines'),
+    h('div', { class: 'toolbar' }, bulkResumeButton(() => void refresh()))), notice, body);
   const rows = new Map<string, PipelineRow>();
   let tbody: HTMLTableSectionElement | null = null;
   let alive = true;

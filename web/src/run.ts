@@ -4,8 +4,10 @@ import { api, ApiError } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, fmtCount, pill, timeEl } from './format';
 import { shortId } from './runs';
+import { PROGRESS_EVENT } from './live';
+import { updateProgress } from './progress';
 import { stepsTimeline, type StepCtx } from './steps';
-import type { LiveEvent, Run, Step, View } from './types';
+import type { LiveEvent, ProgressEvent, Run, Step, View } from './types';
 import { confirmAndRun, errorBlock, errorMessage, loadingBlock } from './ui';
 
 function fact(label: string, value: Node | string): HTMLElement {
@@ -25,6 +27,7 @@ export function runView(root: HTMLElement, runId: string): View {
   const after = () => void refresh();
   const ctx: StepCtx = {
     open: new Set<string>(),
+    progress: new Map<string, ProgressEvent>(),
     retry: (step: Step) => void confirmAndRun(
       { title: `Retry step "${step.key}"?`, message: 'Runs this failed step again; the run then continues with the steps after it.', okLabel: 'Retry step' },
       () => api.retryStep(runId, step.key),
@@ -122,10 +125,23 @@ export function runView(root: HTMLElement, runId: string): View {
     }
   }
 
+  // Live progress updates the bar in place: no re-fetch, no re-render.
+  const onProgress = (e: Event) => {
+    const p = (e as CustomEvent<ProgressEvent>).detail;
+    if (p.runId !== runId) return;
+    ctx.progress.set(p.step, p);
+    const bar = root.querySelector<HTMLElement>(`[data-testid="progress-${CSS.escape(p.step)}"]`);
+    if (bar) updateProgress(bar, p);
+  };
+  window.addEventListener(PROGRESS_EVENT, onProgress);
+
   void refresh();
   return {
     refresh,
     onEvent: (ev: LiveEvent) => ev.runId === runId || (run !== null && ev.type === 'run' && ev.runId === run.parentRunId),
-    dispose: () => { alive = false; },
+    dispose: () => {
+      alive = false;
+      window.removeEventListener(PROGRESS_EVENT, onProgress);
+    },
   };
 }

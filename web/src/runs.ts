@@ -3,6 +3,7 @@ import { actorLabel, guard } from './access';
 import { api } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, fmtCount, pill, timeEl } from './format';
+import { historyPanels } from './history';
 import { RUN_STATUSES, type LiveEvent, type Pipeline, type Run, type View } from './types';
 import { confirmAndRun, emptyBlock, errorBlock, errorMessage, loadingBlock, setBusy } from './ui';
 
@@ -42,11 +43,12 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
   const notice = h('div', { class: 'notice', hidden: true });
   const body = h('div', null, loadingBlock());
   const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true }, 'Load more');
+  const history = historyPanels(pipelineId);
   replaceChildren(
     root,
     h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Pipelines'), ' / ', h('span', { class: 'mono' }, pipelineId)),
     h('div', { class: 'view-head' }, h('h1', { class: 'mono' }, pipelineId), h('div', { class: 'toolbar' }, filter, runBtn)),
-    head, notice, body, h('div', { class: 'more' }, more),
+    head, history.el, notice, body, h('div', { class: 'more' }, more),
   );
 
   let runs: Run[] = [];
@@ -77,6 +79,7 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
 
   async function refresh(): Promise<void> {
     const my = ++seq;
+    void history.refresh();
     try {
       const page = await api.listRuns(pipelineId, { limit: PAGE, status: filter.value || null });
       if (!alive || my !== seq) return;

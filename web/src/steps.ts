@@ -3,12 +3,16 @@ import { guard } from './access';
 import { api } from './api';
 import { h, replaceChildren } from './dom';
 import { durationEl, durationMs, fmtCount, parseTime, pill, prettyJson, timeEl } from './format';
-import type { Attempt, Run, Step } from './types';
+import { fillEventLog } from './events-log';
+import { progressBar } from './progress';
+import type { Attempt, ProgressEvent, Run, Step } from './types';
 import { errorMessage } from './ui';
 
 export interface StepCtx {
   /** keys of steps whose <details> sections are open, kept across refreshes */
   open: Set<string>;
+  /** The latest live progress per step key, kept across re-renders. */
+  progress: Map<string, ProgressEvent>;
   retry(step: Step): void;
   rerunFrom(step: Step): void;
 }
@@ -102,9 +106,11 @@ function stepItem(run: Run, step: Step, i: number, ctx: StepCtx, t0: number, spa
         pages ? h('span', { 'data-testid': `step-pages-${k}` }, pages) : null,
       ),
       timeBar(step, t0, span),
+      step.status === 'running' ? progressBar(k, ctx.progress.get(k)) : null,
       step.error ? h('pre', { class: 'error-text', 'data-testid': `step-error-${k}` }, step.error) : null,
       h('div', { class: 'step-details' },
         section(ctx, `a:${k}`, `Attempts history (${step.attemptsHistory?.length ?? step.attempts})`, attemptsFill, `attempts-${k}`),
+        step.attempts > 0 ? section(ctx, `e:${k}`, 'Event log', (box) => fillEventLog(box, run.id, k), `event-log-${k}`) : null,
         step.checkpoint !== null && step.checkpoint !== undefined
           ? section(ctx, `c:${k}`, 'Checkpoint', (box) => replaceChildren(box, h('pre', { class: 'json' }, prettyJson(step.checkpoint))), `checkpoint-${k}`)
           : null,

@@ -75,3 +75,49 @@ export interface Actor {
   id?: string;
   name?: string;
 }
+
+/** Live figures of a running step (SSE `progress`, at most once a second per step). */
+export interface ProgressEvent {
+  type: 'progress';
+  runId: string;
+  pipelineId: string;
+  step: string;
+  attempt?: number;
+  rowsDone: number;
+  rowsTotal?: number;
+  pagesDone?: number;
+  rowsPerSec: number;
+}
+
+export interface StepEvent {
+  at: string;
+  type: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export interface AttemptEvents {
+  attempt: number;
+  status: string;
+  startedAt: string;
+  finishedAt: string | null;
+  dropped: number;
+  events: StepEvent[];
+}
+
+export interface BulkResumeResult {
+  matched: number;
+  resumed: string[];
+  skipped: { runId: string; pipelineId: string; reason: string; supersededBy?: string }[];
+  dryRun: boolean;
+}
+
+export interface Tick {
+  scheduledFor: string;
+  outcome: string;
+  runId: string | null;
+  catchUp: boolean;
+  detail: string | null;
+  recordedAt: string;
+  lagMs: number | null;
+}

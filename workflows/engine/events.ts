@@ -4,8 +4,21 @@ import type { Redis } from 'ioredis';
 export type EtlEvent =
   | { type: 'run'; runId: string; pipelineId: string; status: string; at: string }
   | { type: 'step'; runId: string; pipelineId: string; step: string; status: string; attempt?: number; at: string }
+  /** A running step's live figures (SPEC §14), at most once a second per step; not stored. */
+  | ({ type: 'progress'; at: string } & ProgressEvent)
   /** A pipeline's settings changed (enable, schedule): every api process drops what it cached. */
   | { type: 'pipeline'; pipelineId: string; at: string };
+
+export interface ProgressEvent {
+  runId: string;
+  pipelineId: string;
+  step: string;
+  attempt: number;
+  rowsDone: number;
+  rowsTotal?: number;
+  pagesDone?: number;
+  rowsPerSec: number;
+}
 
 export const eventsChannel = (queueName: string) => `etl:${queueName}:events`;
 export const cancelChannel = (queueName: string) => `etl:${queueName}:cancel`;
@@ -14,6 +27,7 @@ export interface EventBus {
   run(runId: string, pipelineId: string, status: string): void;
   step(runId: string, pipelineId: string, step: string, status: string, attempt?: number): void;
   pipeline(pipelineId: string): void;
+  progress(p: ProgressEvent): void;
 }
 
 /**
@@ -39,5 +53,6 @@ export function createEventBus(redis: Redis, queueName: string): EventBus {
     step: (runId, pipelineId, step, status, attempt) =>
       send({ type: 'step', runId, pipelineId, step, status, attempt, at: new Date().toISOString() }),
     pipeline: (pipelineId) => send({ type: 'pipeline', pipelineId, at: new Date().toISOString() }),
+    progress: (p) => send({ type: 'progress', ...p, at: new Date().toISOString() }),
   };
 }

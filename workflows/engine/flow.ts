@@ -75,6 +75,9 @@ export function buildFlow(a: {
 
 /** Exponential backoff with "equal" jitter (half fixed, half random), or the server's Retry-After when it gave one. */
 export function backoffDelay(attemptsMade: number, retry: { baseMs: number; maxMs: number }, err?: unknown): number {
+  // Chosen (and logged) by settle.ts when the attempt failed: use exactly that delay.
+  const planned = (err as { plannedDelayMs?: unknown } | undefined)?.plannedDelayMs;
+  if (typeof planned === 'number' && planned >= 0) return planned;
   const retryAfter = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   if (typeof retryAfter === 'number' && retryAfter >= 0) return Math.min(retryAfter, 15 * 60_000);
   const cap = Math.min(retry.maxMs, retry.baseMs * 2 ** Math.max(0, attemptsMade - 1));

@@ -4,6 +4,7 @@ import * as stepState from '../../db/steps';
 import type { Actor } from '../../db/schema';
 import { withTransaction } from '../../db/tx';
 import { ConflictError, NotFoundError } from '../../lib/errors';
+import { bulkResume, type BulkResumeFilter } from './bulk-resume';
 import { cancelChannel } from './events';
 import { assertRunId, mapUniqueViolation, stepsToRun, type EngineContext } from './engine-context';
 
@@ -15,17 +16,23 @@ import { assertRunId, mapUniqueViolation, stepsToRun, type EngineContext } from 
  */
 export function createOperator(ctx: EngineContext) {
   return {
-    retryStep: (runId: string, key: string) => retryStep(ctx, runId, key),
-    resume: (runId: string) => resume(ctx, runId),
+    retryStep: (runId: string, key: string, opts?: RequeueOptions) => retryStep(ctx, runId, key, opts),
+    resume: (runId: string, opts?: RequeueOptions) => resume(ctx, runId, opts),
     rerunFrom: (runId: string, fromKey: string, params?: Record<string, unknown>, actor?: Actor) => rerunFrom(ctx, runId, fromKey, params, actor),
     cancel: (runId: string, reason?: string) => cancel(ctx, runId, reason),
+    bulkResume: (f: BulkResumeFilter) => bulkResume(ctx, (runId) => resume(ctx, runId), f),
   };
 }
 
+export interface RequeueOptions {
+  /** Resume or retry even when a newer run of the pipeline succeeded (SPEC §13). */
+  force?: boolean;
+}
+
 /** Re-runs one failed step; the steps after it follow. Earlier steps are not re-run. */
-async function retryStep(ctx: EngineContext, runId: string, key: string): Promise<{ runId: string }> {
+async function retryStep(ctx: EngineContext, runId: string, key: string, opts: RequeueOptions = {}): Promise<{ runId: string }> {
   assertRunId(runId);
-  return requeue(ctx, runId, (state) => {
+  return requeue(ctx, runId, opts, (state) => {
     const step = state.steps.find((s) => s.key === key);
     if (!step) throw new NotFoundError(`step ${key} of run ${runId}`);
     if (step.status !== 'failed') {
@@ -35,9 +42,9 @@ async function retryStep(ctx: EngineContext, runId: string, key: string): Promis
 }
 
 /** Re-runs every step not yet succeeded, reading the succeeded steps' checkpoints. */
-async function resume(ctx: EngineContext, runId: string): Promise<{ runId: string }> {
+async function resume(ctx: EngineContext, runId: string, opts: RequeueOptions = {}): Promise<{ runId: string }> {
   assertRunId(runId);
-  return requeue(ctx, runId, (state) => {
+  return requeue(ctx, runId, opts, (state) => {
     if (state.status === 'succeeded') throw new ConflictError('run_succeeded', 'the run already succeeded');
   });
 }
@@ -45,15 +52,20 @@ async function resume(ctx: EngineContext, runId: string): Promise<{ runId: strin
 /**
  * Retry and resume: under the run's row lock, check the state, bump the generation and set
  * every not-succeeded step to pending; then drop the old flow (best effort) and add a new
- * one, on the new generation, with only those steps.
+ * one, on the new generation, with only those steps. A run older than the pipeline's
+ * newest success is refused unless forced: it would publish old data over fresh.
  */
-async function requeue(ctx: EngineContext, runId: string, check: (s: runs.RunState) => void): Promise<{ runId: string }> {
+async function requeue(ctx: EngineContext, runId: string, opts: RequeueOptions, check: (s: runs.RunState) => void): Promise<{ runId: string }> {
   const { state, next } = await withTransaction(ctx.db.pool, async (client) => {
     const state = await runs.getRunState(client, runId, { forUpdate: true });
     if (!state) throw new NotFoundError(`run ${runId}`);
     check(state);
     if (state.status === 'queued' || state.status === 'running') {
       throw new ConflictError('run_active', `the run is ${state.status}`);
+    }
+    const newer = opts.force ? null : await runs.supersededBy(client, runId);
+    if (newer) {
+      throw new ConflictError('superseded', `run ${newer} of ${state.pipelineId} succeeded after this run was created; resuming it would publish older data over newer (send "force": true to do it anyway)`, { supersededBy: newer });
     }
     const next = await runs.requeueRun(client, runId, state.generation).catch((err) => {
       throw mapUniqueViolation(err, state.pipelineId);

@@ -12,6 +12,7 @@ import type { EventBus } from './events';
 import { stepJobId, type RunJobData, type StepJobData } from './flow';
 import { createHandoffs, type Handoffs } from './handoffs';
 import { settleFailure } from './settle';
+import { createStepTelemetry, type StepTelemetry } from './step-telemetry';
 
 export { ActiveSteps } from './active-steps';
 
@@ -67,13 +68,15 @@ async function processStep(r: Runner, job: Job<StepJobData>, token: string | und
   if (!local) r.events.step(runId, pipelineId, key, 'running', attempt); // a handoff announced it already
 
   const running = watchStep(r.active, { runId, key, timeoutMs: step?.timeoutMs, jobSignal });
+  const telemetry = createStepTelemetry({ db: r.db, events: r.events, log: slog, runId, pipelineId, key, attempt });
   try {
     if (!step) throw new NonRetryableError(`workflow ${job.data.workflow} has no step ${key} in this build`);
-    return await execute(r, job, wf!, step, claimed, running.controller.signal, slog);
+    return await execute(r, job, wf!, step, claimed, running.controller.signal, slog, telemetry);
   } catch (raw) {
-    return await settleFailure(r, { job, token, attempt, signal: running.controller.signal, log: slog }, raw);
+    return await settleFailure(r, { job, token, attempt, signal: running.controller.signal, log: slog, telemetry }, raw);
   } finally {
     running.release();
+    await telemetry.close();
   }
 }
 
@@ -97,18 +100,24 @@ async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined
 /** Runs a claimed step and records its success (claiming the next step: a handoff). */
 async function execute(
   r: Runner, job: Job<StepJobData>, wf: WorkflowDef, step: StepDef, claimed: stepState.ClaimedStep, signal: AbortSignal, slog: Logger,
+  telemetry: StepTelemetry,
 ) {
   const { runId, generation, key, pipelineId } = job.data;
   const { attempt } = claimed;
   let rows: { in?: number; out?: number } = {};
-  const ctx = stepContext(r, job, wf, step, claimed, signal, slog, (x) => { rows = { ...rows, ...x }; });
+  const ctx = stepContext(r, job, wf, step, claimed, signal, slog, telemetry, (x) => {
+    rows = { ...rows, ...x };
+    const done = x.in ?? x.out;
+    if (done !== undefined) telemetry.progress({ rowsDone: done });
+  });
   const output = await untilAborted(step.run(ctx), signal);
   const checked = step.output ? parseWith(step, 'output', output) : output;
   const nextStep = wf.steps[wf.steps.indexOf(step) + 1];
   const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId };
-  const done = await withDbRetry(() => stepState.completeStep(r.db.pool, {
+  // The attempt's buffered events go in parallel with its completion: no added latency.
+  const [done] = await Promise.all([withDbRetry(() => stepState.completeStep(r.db.pool, {
     runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
-  }));
+  })), telemetry.flush()]);
   const { runFinished } = done;
   if (done.done) r.events.step(runId, pipelineId, key, 'succeeded', attempt);
   else slog.warn('step finished but its attempt was superseded; result discarded');
@@ -123,7 +132,7 @@ async function execute(
 /** The step's context: the pipeline config and its input, both schema-checked. */
 function stepContext(
   r: Runner, job: Job<StepJobData>, wf: WorkflowDef, step: StepDef, claimed: stepState.ClaimedStep, signal: AbortSignal, slog: Logger,
-  reportRows: StepContext['reportRows'],
+  telemetry: StepTelemetry, reportRows: StepContext['reportRows'],
 ): StepContext {
   const { runId, key, pipelineId } = job.data;
   const { attempt } = claimed;
@@ -139,11 +148,17 @@ function stepContext(
     params: claimed.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claimed.outputs,
     checkpoint: claimed.checkpoint,
     saveCheckpoint: async (value) => {
-      const ok = await withDbRetry(() => stepState.saveCheckpoint(r.db.pool, { runId, key, attempt, checkpoint: value }), { signal });
+      // Buffered events are written beside the checkpoint, in parallel: one wait, not two.
+      const [ok] = await Promise.all([
+        withDbRetry(() => stepState.saveCheckpoint(r.db.pool, { runId, key, attempt, checkpoint: value }), { signal }),
+        telemetry.flush(),
+      ]);
       if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
       r.events.step(runId, pipelineId, key, 'running', attempt);
     },
     reportRows,
+    event: telemetry.event,
+    progress: telemetry.progress,
     services: r.services,
     log: slog,
   };

@@ -6,7 +6,8 @@ import { withDbRetry } from '../../lib/pg-retry';
 import { redact } from '../../lib/redact';
 import { NonRetryableError, StepAbortedError } from '../../lib/errors';
 import type { EventBus } from './events';
-import type { StepJobData } from './flow';
+import { backoffDelay, type StepJobData } from './flow';
+import type { StepTelemetry } from './step-telemetry';
 
 /**
  * How a step execution that threw ends, in Postgres and in BullMQ (only the worker maps
@@ -21,6 +22,8 @@ export interface FailedExecution {
   /** The step's abort signal: when it fired, its reason is the error, whatever the step threw. */
   signal: AbortSignal;
   log: Logger;
+  /** The attempt's event log: a retry is recorded there with its reason and delay. */
+  telemetry?: Pick<StepTelemetry, 'event'>;
 }
 
 export async function settleFailure(
@@ -66,9 +69,16 @@ async function recordFailure(deps: { db: Database; events: EventBus }, a: Failed
   deps.events.step(runId, pipelineId, key, final ? 'failed' : 'pending', attempt);
   if (final) deps.events.run(runId, pipelineId, 'failed');
   if (final) throw new UnrecoverableError(message);
-  // The backoff strategy (flow.ts `backoffDelay`) reads `retryAfterMs` off this error.
-  const toThrow = new Error(message) as Error & { retryAfterMs?: number };
-  toThrow.retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
+  // The delay is chosen here so the event log can say it; the backoff strategy (flow.ts
+  // `backoffDelay`) reads `plannedDelayMs` off this error and uses exactly that.
+  const retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
+  const delayMs = backoffDelay(job.attemptsMade + 1, job.data.retry, { retryAfterMs });
+  a.telemetry?.event('retry', `attempt ${attempt} failed; the step runs again in ${(delayMs / 1000).toFixed(1)} s: ${message.slice(0, 300)}`, {
+    reason: message.slice(0, 300), delayMs, ...(typeof retryAfterMs === 'number' ? { retryAfterMs } : {}),
+  });
+  const toThrow = new Error(message) as Error & { retryAfterMs?: number; plannedDelayMs?: number };
+  toThrow.retryAfterMs = retryAfterMs;
+  toThrow.plannedDelayMs = delayMs;
   throw toThrow;
 }
 

@@ -36,6 +36,8 @@ export interface WriteRedisDatasetArgs {
   attempt?: number;
   pipelineId: string;
   check?: DataCheckPolicy;
+  /** Told the data check passed, just before the swap (for the step's event log). */
+  onCheck?(rows: number, lastGoodRows: number | null): void;
   signal?: AbortSignal;
   /** Tuning. Defaults 1,000 fields per HSET × 8 HSETs per round trip: as fast as a
    *  hand-written multi-field HSET loop and ~2× one HSET per row (1M rows, measured). */
@@ -70,6 +72,7 @@ export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<Write
     const { rows, bytes, duplicates, size } = writer;
     const last = await readDatasetMeta(a.redis, a.dataset);
     checkRowCount(rows, last?.rows ?? null, a.check);
+    a.onCheck?.(rows, last?.rows ?? null);
     a.signal?.throwIfAborted();
     const meta: DatasetMeta = { runId: a.runId, pipelineId: a.pipelineId, rows, updatedAt: new Date().toISOString(), shape: a.shape, bytes };
     await publishDataset(a.redis, { dataset: a.dataset, tmp, shape: a.shape, size, meta });
