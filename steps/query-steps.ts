@@ -7,6 +7,7 @@ import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema } from './transforms/columns';
 import { rowEncoder } from './transforms/rows';
+import { badRowsConfigFields, badRowsPolicy, createRejectTracker } from './transforms/bad-rows';
 
 /**
  * The fetch → transform → write steps of a query pipeline (BigQuery, ClickHouse): each
@@ -36,7 +37,8 @@ export const queryConfigSchema = z.object({
   location: z.string().optional(),
   pageSize: z.number().int().min(100).max(100_000).default(10_000),
   datasets: z.array(datasetSpecSchema).min(1).max(20),
-  skipBadRows: z.boolean().default(false),
+  /** How many rows transform may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
+  ...badRowsConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
   /** bq.projects: upsert this dataset's rows into a Postgres table before publishing. */
   postgres: z.object({
@@ -94,27 +96,37 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
     const input = ctx.input;
     const datasets: Record<string, StagedRef> = {};
     let rowsIn = 0;
-    let badRows = 0;
-    let firstBad: string | undefined;
+    // Every attempt validates all rows again, under the pipeline's current badRows policy.
+    const rejects = createRejectTracker({ db: ctx.services.db, runId: ctx.runId, stepKey: ctx.stepKey, policy: badRowsPolicy(ctx.config) });
+    await rejects.clear();
     for (const ds of ctx.config.datasets) {
       const ref = input.datasets[ds.name];
       if (!ref) throw new Error(`fetch output has no dataset ${ds.name}; rerun from fetch`);
       const keyed = ds.shape === 'hash';
       const encoder = rowEncoder(ds.columns, keyed ? ds.keyField : undefined);
       const out = await openStaging(ctx.services.db, ctx.runId, `transform.${ds.name}.a${ctx.attempt}`);
+      // Row numbers are 1-based and per dataset, in the order the source returned them.
+      let dsRows = 0;
+      const onBad = (b: { index: number; reason: string; path: string; line: string }) =>
+        rejects.add({ dataset: ds.dataset, row: b.index, reason: b.reason, path: b.path || undefined, value: b.line });
       for await (const chunk of readStagedBytes(ctx.services.db, ref, ctx.signal)) {
-        const v = encoder.encodeChunk(chunk, { offset: rowsIn, skipBad: ctx.config.skipBadRows, what: ds.name });
+        const v = encoder.encodeChunk(chunk, { offset: dsRows + 1, skipBad: true, what: ds.name, onBad });
+        dsRows += v.rows;
         rowsIn += v.rows;
-        badRows += v.bad;
-        firstBad ??= v.firstBad;
+        if (v.bad) {
+          await rejects.flush();
+          rejects.checkEarly();
+        }
         // Staged ready to publish: the write step sends these lines as they are.
         await out.writeBytes(v.data, v.rows - v.bad);
       }
       datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
-      ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
+      ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
     }
-    if (badRows) ctx.log.warn({ badRows, firstBad }, 'skipped malformed rows');
-    return { sandbox: input.sandbox, datasets, badRows, ...(firstBad ? { firstBad } : {}) };
+    await rejects.flush();
+    rejects.check(rowsIn);
+    if (rejects.total) ctx.log.warn({ badRows: rejects.total, firstBad: rejects.first }, 'rejected malformed rows');
+    return { sandbox: input.sandbox, datasets, badRows: rejects.total, ...(rejects.first ? { firstBad: rejects.first } : {}) };
   },
 });
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineStep } from './define';
 import { dataCheckSchema } from './query-steps';
+import { badRowsConfigFields } from './transforms/bad-rows';
 import type { Services } from './services';
 import { writeRedisDataset } from './sinks/redis-dataset';
 import { normaliseContact, type YespoContact } from './sources/yespo-schema';
@@ -16,12 +17,13 @@ export const yespoConfigSchema = z.object({
   /** Requests per second for this API key, shared by every run and worker using it. */
   ratePerSec: z.number().min(0.1).max(100).default(5),
   dataset: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$/),
-  skipBadRows: z.boolean().default(false),
+  /** How many malformed contacts paginate may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
+  ...badRowsConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
 });
 export type YespoConfig = z.infer<typeof yespoConfigSchema>;
 
-// paginate has validated each contact (and dropped or failed on bad ones, per config);
+// paginate has validated each contact (rejecting bad ones under the badRows policy);
 // transform normalises them into the shape the marketing site reads.
 export const yespoTransformStep = defineStep<Services, YespoConfig, YespoStagedRef>({
   key: 'transform',
