@@ -160,8 +160,8 @@ describe('protocol edges', () => {
       .map((x) => `${x.method} ${x.path.replace(/:(\w+)/g, '{$1}')}`);
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`));
     expect(new Set(documented)).toEqual(new Set(mounted));
-    expect(mounted).toHaveLength(22); // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error']));
+    expect(mounted).toHaveLength(24); // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit, GET /runs/{runId}/steps/{step}/rejects, GET /datasets
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'Reject', 'Dataset']));
     const runs = doc.paths['/api/etl/pipelines/{id}/runs']!.get;
     expect(runs.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:limit', 'query:cursor', 'query:status']);
     expect(runs.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });

@@ -7,6 +7,7 @@ import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema } from './transforms/columns';
 import { rowEncoder } from './transforms/rows';
+import { freshnessConfigFields } from './freshness-config';
 import { badRowsConfigFields, badRowsPolicy, createRejectTracker } from './transforms/bad-rows';
 
 /**
@@ -39,6 +40,7 @@ export const queryConfigSchema = z.object({
   datasets: z.array(datasetSpecSchema).min(1).max(20),
   /** How many rows transform may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
   ...badRowsConfigFields,
+  ...freshnessConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
   /** bq.projects: upsert this dataset's rows into a Postgres table before publishing. */
   postgres: z.object({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineStep } from './define';
 import { dataCheckSchema } from './query-steps';
+import { freshnessConfigFields } from './freshness-config';
 import { badRowsConfigFields } from './transforms/bad-rows';
 import type { Services } from './services';
 import { writeRedisDataset } from './sinks/redis-dataset';
@@ -19,6 +20,7 @@ export const yespoConfigSchema = z.object({
   dataset: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$/),
   /** How many malformed contacts paginate may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
   ...badRowsConfigFields,
+  ...freshnessConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
 });
 export type YespoConfig = z.infer<typeof yespoConfigSchema>;
