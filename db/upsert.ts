@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { lockLiveAttempt, type StepFence } from './fence';
 import { bqProjects } from './schema';
 import { withClient, withTransaction } from './tx';
 
@@ -95,6 +96,15 @@ export interface StageMergeResult {
   inserted: number;
   /** Existing rows whose values changed; unchanged rows are not rewritten. */
   updated: number;
+  /** Rows of the table whose key was not among the staged ones (with `deleteMissing`). */
+  deleted: number;
+}
+
+/** Mirror: rows of the table whose key is not in the stage go (an anti-join, one pass). */
+function deleteMissingSql(t: LoadTarget): string {
+  const q = quoteIdent;
+  const keys = t.keyColumns.map(q);
+  return `delete from ${q(t.table.name)} t where not exists (select 1 from ${STAGE} s where ${keys.map((k) => `s.${k} = t.${k}`).join(' and ')})`;
 }
 
 function mergeSql(t: LoadTarget): string {
@@ -155,14 +165,19 @@ async function cancellable<T>(pool: pg.Pool, pid: number, signal: AbortSignal | 
 }
 
 /** Upsert: COPY `data` (COPY text-format lines in the target's column order) into a
- *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, commit.
- *  Any failure rolls back everything, including the stage. */
+ *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, with
+ *  `deleteMissing` delete the rows whose key was not staged (a mirror of the source), and
+ *  with `fence` verify the step attempt is still live (db/fence.ts) as the last statement
+ *  before COMMIT, holding its row lock through the commit. Any failure rolls back
+ *  everything, including the stage. */
 export async function copyAndMerge(pool: pg.Pool, a: {
   target: LoadTarget;
   runId: string;
   data: AsyncIterable<string>;
   signal?: AbortSignal;
   beforeMerge?: (staged: number) => void | Promise<void>;
+  deleteMissing?: boolean;
+  fence?: StepFence;
 }): Promise<StageMergeResult> {
   const t = a.target;
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
@@ -178,9 +193,13 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     // lookups; a sampled ANALYZE costs a fraction of a second and gets a hash join.
     await client.query(`analyze ${STAGE}`);
     const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
+    const deleted = a.deleteMissing ? (await cancellable(pool, pid, a.signal, () => client.query(deleteMissingSql(t)))).rowCount ?? 0 : 0;
     // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
-    return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };
+    // Last, so the step row is locked only for the commit: a cancel or takeover that got
+    // in first refuses the commit; one that comes later waits for it.
+    if (a.fence) await lockLiveAttempt(client, a.fence);
+    return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated, deleted };
   });
 }
 

@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { whileAttemptLive } from '../db/fence';
+import { NonRetryableError } from '../lib/errors';
 import { defineStep } from './define';
-import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
-import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
+import { writeRedisDatasets } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema } from './transforms/columns';
@@ -132,6 +133,15 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
   },
 });
 
+/**
+ * Publishes every dataset of the run together (steps/sinks/redis-dataset writeRedisDatasets):
+ * all are built first, all pass the data check or none publishes, then, for bq.projects,
+ * the Postgres mirror commits (upsert + delete of vanished keys, one transaction), and only
+ * then one Redis script swaps every dataset and meta in. Both commits are fenced by the
+ * attempt (db/fence.ts): a cancelled or superseded attempt, even one that ignores its
+ * signal, changes neither store. A Redis failure after the Postgres commit fails the step;
+ * its retry converges both stores (the mirror is idempotent).
+ */
 export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof transformOutput>>({
   key: 'write',
   input: transformOutput,
@@ -140,24 +150,35 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
   async run(ctx) {
     const input = ctx.input;
     const { redis, db } = ctx.services;
+    const fence = { runId: ctx.runId, key: ctx.stepKey, attempt: ctx.attempt };
+    const refs = ctx.config.datasets.map((ds) => {
+      const ref = input.datasets[ds.name];
+      if (!ref) throw new NonRetryableError(`transform output has no dataset ${ds.name}; rerun from transform`);
+      return ref;
+    });
+    const pg = ctx.config.postgres;
+    const pgIndex = pg ? ctx.config.datasets.findIndex((ds) => ds.name === pg.dataset) : -1;
+    if (pg && pgIndex < 0) throw new NonRetryableError(`postgres.dataset ${pg.dataset} is not one of the datasets`);
+    const results = await writeRedisDatasets({
+      redis, runId: ctx.runId, attempt: ctx.attempt, step: ctx.stepKey, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
+      datasets: ctx.config.datasets.map((ds, i) => ({ dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, refs[i]!, ctx.signal) })),
+      // Every data check has passed: the mirror commits before the Redis swap.
+      beforePublish: pg && (async (built) => {
+        const r = await upsertRows({
+          db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, refs[pgIndex]!, ctx.signal),
+          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex]!.lastRows, deleteMissing: true, fence,
+        });
+        ctx.log.info({ table: pg.table, ...r }, 'postgres mirror committed');
+      }),
+      whileLive: (swap) => whileAttemptLive(db.pool, fence, swap),
+    });
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;
-    for (const ds of ctx.config.datasets) {
-      const ref = input.datasets[ds.name]!;
-      const pg = ctx.config.postgres?.dataset === ds.name ? ctx.config.postgres : undefined;
-      if (pg) {
-        // Check before either sink changes anything, so a bad load publishes nowhere.
-        checkRowCount(ref.rows, (await readDatasetMeta(redis, ds.dataset))?.rows ?? null, ctx.config.check);
-        await upsertRows({ db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, ref, ctx.signal), runId: ctx.runId, signal: ctx.signal });
-      }
-      const r = await writeRedisDataset({
-        redis, dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, ref, ctx.signal),
-        runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
-      });
-      published[ds.name] = { key: r.key, rows: r.rows };
-      rows += r.rows;
-      ctx.reportRows({ in: rows, out: rows });
-    }
+    ctx.config.datasets.forEach((ds, i) => {
+      published[ds.name] = { key: results[i]!.key, rows: results[i]!.rows };
+      rows += results[i]!.rows;
+    });
+    ctx.reportRows({ in: rows, out: rows });
     return { sandbox: input.sandbox, datasets: published };
   },
 });

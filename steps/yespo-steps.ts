@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { whileAttemptLive } from '../db/fence';
 import { defineStep } from './define';
 import { dataCheckSchema } from './query-steps';
 import { freshnessConfigFields } from './freshness-config';
@@ -55,7 +56,9 @@ export const yespoWriteStep = defineStep<Services, YespoConfig, StagedRef & { sa
     const r = await writeRedisDataset({
       redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
       batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,
-      check: ctx.config.check, signal: ctx.signal,
+      check: ctx.config.check, signal: ctx.signal, step: ctx.stepKey,
+      // The swap happens only while this attempt is the live one (db/fence.ts).
+      whileLive: (swap) => whileAttemptLive(ctx.services.db.pool, { runId: ctx.runId, key: ctx.stepKey, attempt: ctx.attempt }, swap),
     });
     ctx.reportRows({ in: input.rows, out: r.rows });
     return { sandbox: !!input.sandbox, key: r.key, rows: r.rows };

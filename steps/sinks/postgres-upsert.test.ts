@@ -45,7 +45,7 @@ const total = async () => (await db.db.select({ n: count() }).from(bqProjects))[
 describe('upsertRows', () => {
   it('inserts, re-runs without duplicates or rewrites, then applies only the changes', async () => {
     const run1 = randomUUID();
-    expect(await upsert(range(10_000), { runId: run1 })).toEqual({ rows: 10_000, inserted: 10_000, updated: 0, unchanged: 0, duplicates: 0 });
+    expect(await upsert(range(10_000), { runId: run1 })).toEqual({ rows: 10_000, inserted: 10_000, updated: 0, unchanged: 0, duplicates: 0, deleted: 0 });
     expect(await total()).toBe(10_000);
     const first = await table();
     expect(first[7]).toEqual({
@@ -55,13 +55,13 @@ describe('upsertRows', () => {
     });
 
     // Same rows again: nothing changes, not even the bookkeeping columns.
-    expect(await upsert(range(10_000))).toEqual({ rows: 10_000, inserted: 0, updated: 0, unchanged: 10_000, duplicates: 0 });
+    expect(await upsert(range(10_000))).toEqual({ rows: 10_000, inserted: 0, updated: 0, unchanged: 10_000, duplicates: 0, deleted: 0 });
     expect(await table()).toEqual(first);
 
     // 100 changed, 50 new.
     const run3 = randomUUID();
     const next = range(10_050, (i) => project(i, i % 100 === 0 || i >= 10_000 ? 2 : 1));
-    expect(await upsert(next, { runId: run3 })).toEqual({ rows: 10_050, inserted: 50, updated: 100, unchanged: 9_900, duplicates: 0 });
+    expect(await upsert(next, { runId: run3 })).toEqual({ rows: 10_050, inserted: 50, updated: 100, unchanged: 9_900, duplicates: 0, deleted: 0 });
     const after = await table();
     expect(after).toHaveLength(10_050);
     expect(after.filter((r) => r.lastRunId === run3)).toHaveLength(150);
