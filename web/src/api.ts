@@ -1,5 +1,5 @@
 // Thin client for /api/etl. Same origin, cookie session or a bearer token kept in localStorage.
-import type { Actor, Pipeline, Run, RunsPage, Step } from './types';
+import type { Actor, Pipeline, Run, RunsPage, Step, Dataset, Reject } from './types';
 
 export const API_BASE = '/api/etl';
 const TOKEN_KEY = 'etl.apiToken';
@@ -95,6 +95,9 @@ export const api = {
   getRun: (runId: string) => request<{ run: Run }>('GET', `/runs/${enc(runId)}`).then((r) => r.run),
   getStep: (runId: string, step: string) =>
     request<{ step: Step }>('GET', `/runs/${enc(runId)}/steps/${enc(step)}`).then((r) => r.step),
+  rejects: (runId: string, step: string) =>
+    request<{ rowsRejected: number; rejects: Reject[] }>('GET', `/runs/${enc(runId)}/steps/${enc(step)}/rejects`),
+  datasets: () => request<{ datasets: Dataset[] }>('GET', '/datasets').then((r) => r.datasets),
   retryStep: (runId: string, step: string) =>
     request<{ runId: string }>('POST', `/runs/${enc(runId)}/steps/${enc(step)}/retry`),
   resume: (runId: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/resume`),
