@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { recordTableSink } from './datasets';
 import { lockLiveAttempt, type StepFence } from './fence';
 import { bqProjects } from './schema';
 import { withClient, withTransaction } from './tx';
@@ -178,6 +179,8 @@ export async function copyAndMerge(pool: pg.Pool, a: {
   beforeMerge?: (staged: number) => void | Promise<void>;
   deleteMissing?: boolean;
   fence?: StepFence;
+  /** With deleteMissing: record the table's new state for GET /datasets (etl_table_sinks). */
+  pipelineId?: string;
 }): Promise<StageMergeResult> {
   const t = a.target;
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
@@ -194,6 +197,8 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     await client.query(`analyze ${STAGE}`);
     const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
     const deleted = a.deleteMissing ? (await cancellable(pool, pid, a.signal, () => client.query(deleteMissingSql(t)))).rowCount ?? 0 : 0;
+    // A mirror holds exactly the distinct staged keys now.
+    if (a.deleteMissing && a.pipelineId) await recordTableSink(client, { table: t.table.name, pipelineId: a.pipelineId, runId: a.runId, rows: Number(rows[0].distinct_rows) });
     // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
     // Last, so the step row is locked only for the commit: a cancel or takeover that got

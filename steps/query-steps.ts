@@ -166,7 +166,7 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
       beforePublish: pg && (async (built) => {
         const r = await upsertRows({
           db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, refs[pgIndex]!, ctx.signal),
-          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex]!.lastRows, deleteMissing: true, fence,
+          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex]!.lastRows, deleteMissing: true, fence, pipelineId: ctx.pipelineId,
         });
         ctx.log.info({ table: pg.table, ...r }, 'postgres mirror committed');
       }),

@@ -150,6 +150,9 @@ describe('bq.projects: Postgres mirrors the source, then Redis', () => {
     expect(await redisIds()).toEqual(after);
     for (const id of gone) expect(await redis.hexists(key('bq:projects'), id)).toBe(0);
     expect(await meta('bq:projects')).toMatchObject({ runId: r.runId, rows: 2_997 });
+    // Recorded in the same transaction, for GET /datasets.
+    expect((await db.pool.query(`select pipeline_id, run_id, rows from etl_table_sinks where table_name = 'bq_projects'`)).rows)
+      .toEqual([{ pipeline_id: 'bq.projects', run_id: r.runId, rows: 2_997 }]);
   });
 
   it('an 80% shrink publishes to neither store', async () => {

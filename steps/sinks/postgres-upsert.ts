@@ -39,6 +39,8 @@ export interface UpsertRowsArgs {
   /** Commit only if this step attempt is still live (db/fence.ts), checked in the same
    *  transaction; otherwise StepAbortedError and nothing changes. */
   fence?: StepFence;
+  /** With deleteMissing: the pipeline recorded as the table's writer (GET /datasets). */
+  pipelineId?: string;
 }
 
 export interface UpsertRowsResult {
@@ -79,6 +81,7 @@ export async function upsertRows(a: UpsertRowsArgs): Promise<UpsertRowsResult> {
       beforeMerge: (staged) => checkRowCount(staged, a.lastGoodRows ?? null, a.check),
       deleteMissing: a.deleteMissing,
       fence: a.fence,
+      pipelineId: a.pipelineId,
     });
     return {
       rows: r.staged, inserted: r.inserted, updated: r.updated, unchanged: r.distinct - r.inserted - r.updated,
