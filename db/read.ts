@@ -99,10 +99,10 @@ export function decodeCursor(cursor: string): { createdAt: string; id: string } 
   if (!m) return null;
   // The shape alone admits month 13 or hour 99, which Postgres refuses with an error:
   // only a real calendar time (the millisecond prefix round-trips) is a cursor.
-  const ms = `${m[1]!.slice(0, 23)}Z`;
+  const ms = `${m[1].slice(0, 23)}Z`;
   const t = Date.parse(ms);
   if (Number.isNaN(t) || new Date(t).toISOString() !== ms || t < Date.UTC(1970, 0, 1)) return null;
-  return { createdAt: `${m[1]}Z`, id: m[2]! };
+  return { createdAt: `${m[1]}Z`, id: m[2] };
 }
 
 /** Runs of one pipeline, newest first. Throws on a cursor decodeCursor rejects. */

@@ -59,7 +59,7 @@ describe('GET /runs/:runId/steps/:step/rejects', () => {
     const body = RejectList.parse(r.body);
     expect(body.rowsRejected).toBe(3);
     expect(body.rejects.map((x) => [x.row, x.page, x.path])).toEqual([[2, 1, 'a'], [7, undefined, 'a']]);
-    expect(body.rejects[0]!.value.length).toBeLessThanOrEqual(2_049);
+    expect(body.rejects[0].value.length).toBeLessThanOrEqual(2_049);
     expect(r.text).not.toContain('sk_test_rejects_secret_123');
     expect((await t.call('GET', api(`/runs/${runId}/steps/transform/rejects?limit=1`))).body.rejects).toHaveLength(1);
     // Steps that validate nothing say 0.
@@ -105,10 +105,10 @@ describe('GET /datasets', () => {
     expect(by[`${p}:fresh`]).toMatchObject({
       key: `cache:${p}:fresh`, kind: 'hash', pipelineId: 'a.fresh', rows: 42, runId: okRun, status: 'fresh', maxAgeSeconds: 120,
     });
-    expect(by[`${p}:fresh`]!.ageSeconds).toBeGreaterThanOrEqual(9);
+    expect(by[`${p}:fresh`].ageSeconds).toBeGreaterThanOrEqual(9);
     expect(by[`${p}:fresh`]).not.toHaveProperty('reason');
     expect(by[`${p}:failed`]).toMatchObject({ status: 'stale', runId: oldRun, reason: expect.stringContaining(`last run failed (${failedRun}): fetch: HTTP 500`) });
-    expect(by[`${p}:failed`]!.ageSeconds).toBeGreaterThan(3_500);
+    expect(by[`${p}:failed`].ageSeconds).toBeGreaterThan(3_500);
     expect(by[`${p}:disabled`]).toMatchObject({ status: 'stale', reason: expect.stringContaining('pipeline disabled') });
     expect(by[`${p}:never`]).toMatchObject({
       kind: 'string', status: 'never', rows: null, runId: null, updatedAt: null, ageSeconds: null, reason: expect.stringMatching(/^never published; .*no run yet/),

@@ -85,11 +85,11 @@ describe('bad rows: Yespo with 3 malformed contacts among 2,345', () => {
     const r = (await listRejects(db.pool, runId, 'paginate'))!;
     expect(r.rowsRejected).toBe(3);
     expect(r.rejects.map((x) => [x.row, x.page, x.path])).toEqual([[18, 1, 'id'], [1_203, 3, 'channels'], [2_345, 5, 'channels']]);
-    expect(r.rejects[0]!.reason).toMatch(/row 18 \(id "abc"\): id: /);
+    expect(r.rejects[0].reason).toMatch(/row 18 \(id "abc"\): id: /);
     // The value is the row as sent, with secrets redacted.
-    expect(r.rejects[0]!.value).toContain('"id":"abc"');
-    expect(r.rejects[2]!.value).not.toContain('sk_live_abcdefghijklmnop');
-    expect(r.rejects[2]!.value).toContain('[redacted]');
+    expect(r.rejects[0].value).toContain('"id":"abc"');
+    expect(r.rejects[2].value).not.toContain('sk_live_abcdefghijklmnop');
+    expect(r.rejects[2].value).toContain('[redacted]');
   });
 
   it('badRows.max 2: fails naming the count and leaves the dataset untouched; raised to 3, a resume fetches no page again', async () => {

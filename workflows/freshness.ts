@@ -74,7 +74,7 @@ export function longestCronGapSeconds(cron: string, timezone: string, now = new 
     const after = nextFireTimes(cron, timezone, times.at(-1) ?? now, times.length ? 1 : 2);
     times = [...times, ...after];
     let gap = 0;
-    for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]!.getTime() - times[i - 1]!.getTime());
+    for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i].getTime() - times[i - 1].getTime());
     const seconds = Math.round(gap / 1000);
     if (gapCache.size > 1_000) gapCache.clear();
     gapCache.set(k, { at: now.getTime(), seconds });

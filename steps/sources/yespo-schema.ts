@@ -114,13 +114,13 @@ export function parseContacts(rows: readonly unknown[], opts: { skipBad: boolean
     if (!opts.skipBad) throw new NonRetryableError(message, { row });
     bad++;
     firstError ??= message;
-    opts.onBad?.({ row, reason: message, path: r.error.issues[0]!.path.map(String).join('.'), value: rows[i] });
+    opts.onBad?.({ row, reason: message, path: r.error.issues[0].path.map(String).join('.'), value: rows[i] });
   }
   return { contacts, bad, firstError };
 }
 
 function describeIssue(row: unknown, rowNumber: number, error: z.ZodError): string {
-  const issue = error.issues[0]!;
+  const issue = error.issues[0];
   const path = issue.path.length ? issue.path.map(String).join('.') : '(root)';
   const rawId = (row as { id?: unknown } | null)?.id;
   // Only a short scalar id is echoed; anything else could be (part of) the payload.

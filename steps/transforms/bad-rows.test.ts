@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listRejects } from '../../db/rejects';
 import { insertRun } from '../../db/runs';
 import { freshDatabase, silentLog } from '../../test/helpers';
-import type { StepContext } from '../define';
 import { queryTransformStep, type QueryConfig } from '../query-steps';
 import type { Services } from '../services';
 import { openStaging } from '../staging';
@@ -41,7 +40,7 @@ async function run(badRows: QueryConfig['badRows']) {
     input: { sandbox: false, datasets: { countries: await stage('countries', countries), airlines: await stage('airlines', airlines) } },
     outputs: {}, checkpoint: null, saveCheckpoint: async () => {}, reportRows: () => {}, log: silentLog,
     services: { db } as unknown as Services,
-  } as StepContext<Services, QueryConfig, never>;
+  } as unknown as Parameters<typeof queryTransformStep.run>[0];
   return { runId, result: queryTransformStep.run(ctx) };
 }
 

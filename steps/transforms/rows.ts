@@ -128,7 +128,7 @@ function objectEncoder(columns: ColumnSpec, keyField: string | undefined) {
     if (typeof row !== 'object' || row === null || Array.isArray(row)) return undefined;
     const r = row as Record<string, unknown>;
     for (let i = 0; i < cols.length; i++) {
-      const c = cols[i]!;
+      const c = cols[i];
       const raw = r[c.name];
       const v = c.optional && raw == null ? null : c.coerce(raw);
       if (v === SLOW) return undefined;
@@ -137,7 +137,7 @@ function objectEncoder(columns: ColumnSpec, keyField: string | undefined) {
     let json = '{';
     for (let i = 0; i < cols.length; i++) {
       const v = values[i];
-      json += (i ? ',' : '') + cols[i]!.prefix + (typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v));
+      json += (i ? ',' : '') + cols[i].prefix + (typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v));
     }
     json += '}';
     return keyIndex < 0 ? json : `${JSON.stringify(String(values[keyIndex]))}\t${json}`;
@@ -145,7 +145,7 @@ function objectEncoder(columns: ColumnSpec, keyField: string | undefined) {
 
   function slow(row: unknown): string | z.core.$ZodIssue {
     const res = schema.safeParse(row);
-    if (!res.success) return res.error.issues[0]!;
+    if (!res.success) return res.error.issues[0];
     const json = JSON.stringify(res.data);
     return keyField ? `${JSON.stringify(String(res.data[keyField]))}\t${json}` : json;
   }
