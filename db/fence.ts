@@ -22,7 +22,7 @@ export interface StepFence {
  *  running, in an active run; on success the step row stays locked until the caller's
  *  transaction ends. */
 export async function lockLiveAttempt(q: Queryable, f: StepFence): Promise<void> {
-  const { rows } = await q.query({
+  const { rows } = await q.query<{ step_status: string; attempts: number; run_status: string }>({
     name: 'etl-lock-live-attempt',
     text: `select st.status as step_status, st.attempts, r.status as run_status
      from etl_run_steps st join etl_runs r on r.id = st.run_id

@@ -161,12 +161,12 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
     if (pg && pgIndex < 0) throw new NonRetryableError(`postgres.dataset ${pg.dataset} is not one of the datasets`);
     const results = await writeRedisDatasets({
       redis, runId: ctx.runId, attempt: ctx.attempt, step: ctx.stepKey, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
-      datasets: ctx.config.datasets.map((ds, i) => ({ dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, refs[i]!, ctx.signal) })),
+      datasets: ctx.config.datasets.map((ds, i) => ({ dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, refs[i], ctx.signal) })),
       // Every data check has passed: the mirror commits before the Redis swap.
       beforePublish: pg && (async (built) => {
         const r = await upsertRows({
-          db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, refs[pgIndex]!, ctx.signal),
-          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex]!.lastRows, deleteMissing: true, fence, pipelineId: ctx.pipelineId,
+          db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, refs[pgIndex], ctx.signal),
+          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex].lastRows, deleteMissing: true, fence, pipelineId: ctx.pipelineId,
         });
         ctx.log.info({ table: pg.table, ...r }, 'postgres mirror committed');
       }),
@@ -175,8 +175,8 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;
     ctx.config.datasets.forEach((ds, i) => {
-      published[ds.name] = { key: results[i]!.key, rows: results[i]!.rows };
-      rows += results[i]!.rows;
+      published[ds.name] = { key: results[i].key, rows: results[i].rows };
+      rows += results[i].rows;
     });
     ctx.reportRows({ in: rows, out: rows });
     return { sandbox: input.sandbox, datasets: published };
