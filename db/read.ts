@@ -14,7 +14,7 @@ type Q = Pick<pg.Pool, 'query'>;
 export interface AttemptView { attempt: number; status: string; startedAt: string | null; finishedAt: string | null; error: string | null }
 export interface StepView {
   key: string; position: number; status: StepStatus; attempts: number; startedAt: string | null; finishedAt: string | null;
-  rowsIn: number | null; rowsOut: number | null; error: string | null; checkpoint: unknown; attemptsHistory: AttemptView[];
+  rowsIn: number | null; rowsOut: number | null; rowsRejected: number; error: string | null; checkpoint: unknown; attemptsHistory: AttemptView[];
 }
 export interface StepDetailView extends StepView { errorStack: string | null; output: unknown; jobId: string | null }
 export interface RunView {
@@ -50,7 +50,7 @@ const attemptsJson = (s: string) => `coalesce((
 const stepJson = (s: string) => `json_build_object(
   'key', ${s}.key, 'position', ${s}.position, 'status', ${s}.status, 'attempts', ${s}.attempts,
   'startedAt', ${iso(`${s}.started_at`)}, 'finishedAt', ${iso(`${s}.finished_at`)}, 'rowsIn', ${s}.rows_in,
-  'rowsOut', ${s}.rows_out, 'error', ${s}.error, 'checkpoint', ${s}.checkpoint, 'attemptsHistory', ${attemptsJson(s)})`;
+  'rowsOut', ${s}.rows_out, 'rowsRejected', coalesce(${s}.rows_rejected, 0), 'error', ${s}.error, 'checkpoint', ${s}.checkpoint, 'attemptsHistory', ${attemptsJson(s)})`;
 
 /**
  * Newest first, spelled as etl_runs_pipeline_created_idx is built (drizzle's `desc()` is

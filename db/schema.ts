@@ -82,6 +82,9 @@ export const etlRunSteps = pgTable('etl_run_steps', {
   finishedAt: ts('finished_at'),
   rowsIn: integer('rows_in'),
   rowsOut: integer('rows_out'),
+  /** Rows this step's validation rejected (SPEC §10), counted over the whole run of the
+   *  step, checkpointed pages included; samples are in etl_step_rejects. */
+  rowsRejected: integer('rows_rejected'),
   error: text('error'),
   errorStack: text('error_stack'),
   /** In-progress cursor (e.g. Yespo page), saved while the step runs. */
@@ -126,6 +129,34 @@ export const etlBlobs = pgTable('etl_blobs', {
   data: text('data').notNull(),
   createdAt: ts('created_at').notNull().defaultNow(),
 }, (t) => [primaryKey({ columns: [t.runId, t.name, t.seq] })]);
+
+/** Samples of rows a step rejected (SPEC §10): at most 100 per (run, step), the first ones
+ *  in source order. `row` is 1-based in its dataset's source order, so (run, step, dataset,
+ *  row) is the key and re-validating a page after a crash or a retry adds nothing twice.
+ *  `value` is the rejected row as text, redacted and cut to 2 KB. */
+export const etlStepRejects = pgTable('etl_step_rejects', {
+  runId: uuid('run_id').notNull().references(() => etlRuns.id, { onDelete: 'cascade' }),
+  stepKey: text('step_key').notNull(),
+  dataset: text('dataset').notNull(),
+  row: integer('row').notNull(),
+  /** 1-based source page (Yespo), null where the source has no pages. */
+  page: integer('page'),
+  reason: text('reason').notNull(),
+  path: text('path'),
+  value: text('value').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+}, (t) => [primaryKey({ columns: [t.runId, t.stepKey, t.dataset, t.row] })]);
+
+/** What the last successful run wrote into each Postgres table sink (SPEC §11): the
+ *  Redis datasets carry this in their `:meta` key, a table carries it here. Written in the
+ *  mirror's transaction, so it never describes rows that were not committed. */
+export const etlTableSinks = pgTable('etl_table_sinks', {
+  tableName: text('table_name').primaryKey(),
+  pipelineId: text('pipeline_id').notNull(),
+  runId: uuid('run_id').notNull(),
+  rows: integer('rows').notNull(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
 
 /** The audit trail (SPEC §7): one row per state change made through the API or by the
  *  scheduler. Append-only; listed newest first by id. */

@@ -3,6 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { recordTableSink } from './datasets';
+import { lockLiveAttempt, type StepFence } from './fence';
 import { bqProjects } from './schema';
 import { withClient, withTransaction } from './tx';
 
@@ -95,9 +97,23 @@ export interface StageMergeResult {
   inserted: number;
   /** Existing rows whose values changed; unchanged rows are not rewritten. */
   updated: number;
+  /** Rows of the table whose key was not among the staged ones (with `deleteMissing`). */
+  deleted: number;
 }
 
-function mergeSql(t: LoadTarget): string {
+/**
+ * The set-based merge. src: DISTINCT ON over the ordinal, so the last row of a key wins and
+ * ON CONFLICT never sees a key twice ("cannot affect row a second time"); the sort runs in
+ * memory under the transaction's work_mem and on bytes (COLLATE "C": equality is the same
+ * for a deterministic collation). changed: unchanged rows are dropped before the INSERT,
+ * because ON CONFLICT locks (rewrites) every conflicting row even when its WHERE then skips
+ * the update; the join halves a no-change re-run. The ON CONFLICT WHERE stays for rows
+ * changed concurrently. xmax = 0 marks an inserted row.
+ * With `mirror`, the same join is a FULL join: one pass over the table finds the new, the
+ * changed and the vanished keys (a table row no staged key matched), and the vanished ones
+ * are deleted through the primary key, in the same statement.
+ */
+function mergeSql(t: LoadTarget, mirror: boolean): string {
   const q = quoteIdent;
   const cols = t.columns.map((c) => q(c.name));
   const keys = t.keyColumns.map(q);
@@ -108,25 +124,28 @@ function mergeSql(t: LoadTarget): string {
   const onConflict = data.length === 0
     ? 'do nothing'
     : `do update set ${[...data, ...managed].map((c) => `${c} = excluded.${c}`).join(', ')} where ${differs('t', 'excluded')}`;
-  // src: DISTINCT ON over the ordinal, so the last row of a key wins and ON CONFLICT never
-  // sees a key twice ("cannot affect row a second time"). changed: unchanged rows are
-  // dropped before the INSERT, because ON CONFLICT locks (rewrites) every conflicting row
-  // even when its WHERE then skips the update; the join halves a no-change re-run. The
-  // ON CONFLICT WHERE stays for rows changed concurrently. xmax = 0 marks an inserted row.
-  return `with src as (
-      select distinct on (${keys.join(', ')}) ${cols.join(', ')} from ${STAGE} order by ${keys.join(', ')}, ${ORD} desc
-    ), changed as (
-      select s.* from src s left join ${q(t.table.name)} t on ${keys.map((k) => `t.${k} = s.${k}`).join(' and ')}
-      where t.${keys[0]} is null${data.length ? ` or ${differs('t', 's')}` : ''}
+  const byBytes = keys.map((k) => `${k} collate "C"`).join(', ');
+  const on = keys.map((k) => `t.${k} = s.${k}`).join(' and ');
+  const gone = (k: string) => `etl_gone_${k.slice(1, -1)}`;
+  return `with src as materialized (
+      select distinct on (${byBytes}) ${cols.join(', ')} from ${STAGE} order by ${byBytes}, ${ORD} desc
+    ), changed as materialized (
+      select s.*${mirror ? `, ${keys.map((k) => `t.${k} as ${q(gone(k))}`).join(', ')}` : ''}
+      from src s ${mirror ? 'full' : 'left'} join ${q(t.table.name)} t on ${on}
+      where ${mirror ? `s.${keys[0]} is null or ` : ''}t.${keys[0]} is null${data.length ? ` or ${differs('t', 's')}` : ''}
     ), up as (
       insert into ${q(t.table.name)} as t (${[...cols, ...managed].join(', ')})
-      select ${[...cols, ...managedVals].join(', ')} from changed
+      select ${[...cols, ...managedVals].join(', ')} from changed where ${keys[0]} is not null
       on conflict (${keys.join(', ')}) ${onConflict}
       returning (xmax = 0) as ins
-    )
+    )${mirror ? `, del as (
+      delete from ${q(t.table.name)} t using changed c
+      where c.${keys[0]} is null and ${keys.map((k) => `t.${k} = c.${q(gone(k))}`).join(' and ')}
+      returning 1
+    )` : ''}
     select (select count(*) from src) as distinct_rows,
-           count(*) filter (where ins) as inserted, count(*) filter (where not ins) as updated
-    from up`;
+           (select count(*) from up where ins) as inserted, (select count(*) from up where not ins) as updated,
+           ${mirror ? '(select count(*) from del)' : '0'} as deleted`;
 }
 
 async function copyIn(client: pg.PoolClient, sql: string, data: AsyncIterable<string>, signal?: AbortSignal): Promise<number> {
@@ -155,20 +174,28 @@ async function cancellable<T>(pool: pg.Pool, pid: number, signal: AbortSignal | 
 }
 
 /** Upsert: COPY `data` (COPY text-format lines in the target's column order) into a
- *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, commit.
- *  Any failure rolls back everything, including the stage. */
+ *  temporary stage, call `beforeMerge(staged)` (may throw to abort the load), merge, with
+ *  `deleteMissing` delete the rows whose key was not staged (a mirror of the source), and
+ *  with `fence` verify the step attempt is still live (db/fence.ts) as the last statement
+ *  before COMMIT, holding its row lock through the commit. Any failure rolls back
+ *  everything, including the stage. */
 export async function copyAndMerge(pool: pg.Pool, a: {
   target: LoadTarget;
   runId: string;
   data: AsyncIterable<string>;
   signal?: AbortSignal;
   beforeMerge?: (staged: number) => void | Promise<void>;
+  deleteMissing?: boolean;
+  fence?: StepFence;
+  /** With deleteMissing: record the table's new state for GET /datasets (etl_table_sinks). */
+  pipelineId?: string;
 }): Promise<StageMergeResult> {
   const t = a.target;
   const cols = t.columns.map((c) => quoteIdent(c.name)).join(', ');
   return withTransaction(pool, async (client) => {
-    // The sort behind DISTINCT ON spills to disk at the 4 MB default; this is per-transaction.
-    const { rows: [{ pid }] } = await client.query<{ pid: number }>(`select pg_backend_pid() as pid, set_config('work_mem', '64MB', true)`);
+    // SET LOCAL: the DISTINCT ON sort of a million rows spills to disk at 64 MB (measured:
+    // ~140 MB in memory) and the join's hash of the table wants ~100 MB.
+    const { rows: [{ pid }] } = await client.query<{ pid: number }>(`select pg_backend_pid() as pid, set_config('work_mem', '256MB', true)`);
     await client.query(`create temp table ${STAGE} on commit drop as select ${cols} from ${quoteIdent(t.table.name)} with no data`);
     await client.query(`alter table ${STAGE} add column ${ORD} bigint generated always as identity`);
     const staged = await copyIn(client, `copy ${STAGE} (${cols}) from stdin`, a.data, a.signal);
@@ -177,10 +204,15 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     // Without statistics the planner guesses 200 distinct keys and joins by a million index
     // lookups; a sampled ANALYZE costs a fraction of a second and gets a hash join.
     await client.query(`analyze ${STAGE}`);
-    const { rows } = await cancellable(pool, pid, a.signal, () => client.query<{ distinct_rows: number; inserted: number; updated: number }>(mergeSql(t), t.table.runIdColumn ? [a.runId] : []));
+    const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t, !!a.deleteMissing), t.table.runIdColumn ? [a.runId] : []));
+    // A mirror holds exactly the distinct staged keys now.
+    if (a.deleteMissing && a.pipelineId) await recordTableSink(client, { table: t.table.name, pipelineId: a.pipelineId, runId: a.runId, rows: Number(rows[0].distinct_rows) });
     // A cancel that arrived just after the merge still wins: nothing is committed.
     a.signal?.throwIfAborted();
-    return { staged, distinct: rows[0].distinct_rows, inserted: rows[0].inserted, updated: rows[0].updated };
+    // Last, so the step row is locked only for the commit: a cancel or takeover that got
+    // in first refuses the commit; one that comes later waits for it.
+    if (a.fence) await lockLiveAttempt(client, a.fence);
+    return { staged, distinct: Number(rows[0].distinct_rows), inserted: Number(rows[0].inserted), updated: Number(rows[0].updated), deleted: Number(rows[0].deleted) };
   });
 }
 

@@ -164,8 +164,9 @@ describe('protocol edges', () => {
     expect(new Set(documented)).toEqual(new Set(mounted));
     // 19 before + GET /api/etl/workers, GET /me, POST /events/ticket, GET /audit
     // + GET /runs/{runId}/steps/{step}/events, POST /runs/resume + GET /alerts, POST /alerts/test
-    expect(mounted).toHaveLength(26);
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'StepEvent', 'BulkResumeResult']));
+    // + GET /runs/{runId}/steps/{step}/rejects, GET /datasets
+    expect(mounted).toHaveLength(28);
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'StepEvent', 'BulkResumeResult', 'Reject', 'Dataset']));
     expect(doc.paths['/api/etl/runs/resume'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('dryRun');
     expect(doc.paths['/api/etl/runs/{runId}/steps/{step}/events'].get.parameters.map((p: { name: string }) => p.name)).toEqual(['runId', 'step', 'attempt']);
     const runs = doc.paths['/api/etl/pipelines/{id}/runs'].get;

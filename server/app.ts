@@ -13,6 +13,7 @@ import { buildOpenApi } from './openapi';
 import { mount, route, type RouteGroup } from './route';
 import { accessRoutes } from './routes/access';
 import { alertRoutes } from './routes/alerts';
+import { datasetRoutes } from './routes/datasets';
 import { opsRoutes } from './routes/ops';
 import { pipelineRoutes } from './routes/pipelines';
 import { runRoutes } from './routes/runs';
@@ -32,7 +33,7 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const metrics = createMetrics({ db: deps.db, engine: deps.engine, log: deps.log, subscribeEvents: deps.subscribeEvents });
+  const metrics = createMetrics({ db: deps.db, redis: deps.redis, engine: deps.engine, log: deps.log, subscribeEvents: deps.subscribeEvents });
   deps.metricsCluster?.register(metrics.registry);
 
   // `same-origin` (as the page's own meta tag): with hono's default `no-referrer`, a
@@ -55,7 +56,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   const cache = createReadCache(deps.subscribeEvents);
-  const groups: RouteGroup[] = [pipelineRoutes(deps, cache), runRoutes(deps, cache), accessRoutes(deps), alertRoutes(deps), opsRoutes(deps, metrics)];
+  const groups: RouteGroup[] = [
+    pipelineRoutes(deps, cache), runRoutes(deps, cache), datasetRoutes(deps), accessRoutes(deps), alertRoutes(deps), opsRoutes(deps, metrics),
+  ];
   let openapi: Record<string, unknown> | undefined;
   groups.push({
     base: API_BASE,

@@ -53,10 +53,11 @@ const ROUTES: [string, string][] = [
   ['GET', '/api/etl/runs/{r}/steps/{s}'], ['POST', '/api/etl/runs/{r}/steps/{s}/retry'], ['POST', '/api/etl/runs/{r}/resume'],
   ['POST', '/api/etl/runs/{r}/rerun'], ['POST', '/api/etl/runs/{r}/cancel'], ['GET', '/api/etl/pipelines/{p}/ticks'],
   ['GET', '/api/etl/runs/{r}/steps/{s}/events'],
+  ['GET', '/api/etl/runs/{r}/steps/{s}/rejects'],
 ];
 const ALL_ROUTES: [string, string][] = [...ROUTES, ['GET', '/api/etl/pipelines'], ['GET', '/api/etl/events'], ['GET', '/api/etl/openapi.json'],
   ['GET', '/api/etl/audit'], ['GET', '/api/etl/me'], ['POST', '/api/etl/events/ticket'], ['POST', '/api/etl/runs/resume'],
-  ['GET', '/api/etl/alerts'], ['POST', '/api/etl/alerts/test']];
+  ['GET', '/api/etl/alerts'], ['POST', '/api/etl/alerts/test'], ['GET', '/api/etl/datasets']];
 const VALID = { p: 'demo', r: () => runId, s: 'transform' };
 const fill = (path: string, slot: string, value: string) =>
   path.replace(/\{([prs])\}/g, (_, k: 'p' | 'r' | 's') => (k === slot ? value : enc(typeof VALID[k] === 'function' ? VALID[k]() : VALID[k])));
@@ -108,6 +109,12 @@ describe('hostile input never causes a 5xx or a change', () => {
     for (const q of ['limit=0', 'limit=201', 'limit=-1', 'limit=1e2', `cursor=${'A'.repeat(100)}`, 'cursor=%00', "cursor='%20or%201=1",
       `cursor=${Buffer.from('a:-1').toString('base64url')}`, `cursor=${Buffer.from('a:1e308').toString('base64url')}`, 'limit=1&limit=2']) {
       await expectRefused('GET', `/api/etl/audit?${q}`);
+    }
+    for (const q of ['limit=0', 'limit=101', 'limit=-1', 'limit=1e2', 'limit=%00', 'limit=1&limit=2', "limit='%20or%201=1"]) {
+      await expectRefused('GET', `/api/etl/runs/${runId}/steps/transform/rejects?${q}`);
+    }
+    for (const q of ['status=STALE', 'status=%00', "pipelineId='%20or%201=1--", 'pipelineId=' + 'p'.repeat(200), 'pipelineId=..%2F', 'status=a&status=b']) {
+      await expectRefused('GET', `/api/etl/datasets?${q}`);
     }
     for (const q of ['before=-100000-01-01T00:00:00Z', 'before=%2B275760-09-13T00:00:00Z', 'before=10000-01-01']) {
       await expectRefused('GET', `/api/etl/pipelines/demo/ticks?${q}`);

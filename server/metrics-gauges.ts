@@ -3,6 +3,7 @@ import { alertCounts } from '../db/alerts';
 import { statusCounts } from '../db/read';
 import { enabledCursors, schedulerHealth } from '../db/schedule';
 import { nextFireTime } from '../lib/cron';
+import { listDatasetFreshness } from '../workflows/freshness';
 import type { AppDeps } from './context';
 
 /**
@@ -107,5 +108,27 @@ export function registerAlertGauges(d: GaugeDeps): void {
   });
   scrapedGauge(d, 'postgres', { name: 'etl_alerts_oldest_pending_seconds', help: 'Age of the oldest undelivered alert' }, async (g) => {
     g.set((await counts()).oldestPendingSeconds);
+  });
+}
+
+/**
+ * Dataset freshness (SPEC §11), evaluated as GET /datasets does (workflows/freshness.ts):
+ * age in seconds (-1 for a dataset never published) and 1 when stale or never published.
+ */
+export function registerDatasetGauges(d: GaugeDeps & { redis: AppDeps['redis'] }): void {
+  const datasets = sharedForASecond(() => listDatasetFreshness({ db: d.db, redis: d.redis }));
+  scrapedGauge(d, 'postgres', {
+    name: 'etl_dataset_age_seconds', help: 'Seconds since the dataset was last published (-1: never)', labelNames: ['dataset'],
+  }, async (g) => {
+    const list = await datasets();
+    g.reset();
+    for (const x of list) g.set({ dataset: x.dataset }, x.ageSeconds ?? -1);
+  });
+  scrapedGauge(d, 'postgres', {
+    name: 'etl_dataset_stale', help: '1 when the dataset is older than its maxAgeSeconds or was never published', labelNames: ['dataset'],
+  }, async (g) => {
+    const list = await datasets();
+    g.reset();
+    for (const x of list) g.set({ dataset: x.dataset }, x.status === 'fresh' ? 0 : 1);
   });
 }

@@ -3,7 +3,7 @@ import client from 'prom-client';
 import type { Logger } from '../lib/logger';
 import type { AppDeps, SubscribeEvents } from './context';
 import { trackStepDurations } from './metrics-events';
-import { registerAlertGauges, registerSchedulerGauges, registerStateGauges } from './metrics-gauges';
+import { registerAlertGauges, registerDatasetGauges, registerSchedulerGauges, registerStateGauges } from './metrics-gauges';
 
 /**
  * Prometheus metrics of one app instance, on its own registry (never prom-client's global
@@ -23,6 +23,8 @@ export interface Metrics {
 
 export function createMetrics(o: {
   db: AppDeps['db'];
+  /** Where the datasets' `:meta` keys are (dataset freshness gauges); none without it. */
+  redis?: AppDeps['redis'];
   engine: AppDeps['engine'];
   log: Logger;
   subscribeEvents?: SubscribeEvents;
@@ -35,6 +37,7 @@ export function createMetrics(o: {
   registerStateGauges({ registry, scrapeErrors, db: o.db, engine: o.engine });
   registerSchedulerGauges({ registry, scrapeErrors, db: o.db });
   registerAlertGauges({ registry, scrapeErrors, db: o.db });
+  if (o.redis) registerDatasetGauges({ registry, scrapeErrors, db: o.db, redis: o.redis });
   const unsubscribe = trackStepDurations(registry, o.subscribeEvents);
   return {
     registry,

@@ -59,6 +59,14 @@ export const AuditQuery = z.strictObject({
   cursor: z.string().max(64).refine((c) => decodeAuditCursor(c) !== null, 'cursor is not one this API returned').optional()
     .describe('nextCursor of the previous page'),
 });
+export const RejectsQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,3}$/, 'limit must be an integer from 1 to 100')
+    .transform(Number).pipe(z.number().int().min(1).max(100)).optional().describe('1..100, default 100'),
+});
+export const DatasetsQuery = z.strictObject({
+  pipelineId: PipelineId.optional().describe('only this pipeline\'s datasets'),
+  status: z.enum(['fresh', 'stale', 'never']).optional(),
+});
 export const EventsQuery = z.strictObject({
   ticket: z.string().max(64).optional()
     .describe('a one-time ticket from POST /events/ticket, for clients that cannot send the cookie or a header'),
@@ -131,6 +139,7 @@ export const Attempt = z.object({
 export const Step = z.object({
   key: z.string(), position: z.number().int(), status: z.enum(STEP_STATUSES), attempts: z.number().int(),
   startedAt: TimeOrNull, finishedAt: TimeOrNull, rowsIn: z.number().int().nullable(), rowsOut: z.number().int().nullable(),
+  rowsRejected: z.number().int().describe('rows this step rejected under the pipeline\'s badRows policy (0 where it validates nothing)'),
   error: z.string().nullable(), checkpoint: z.unknown(), attemptsHistory: z.array(Attempt),
 }).register(components, { id: 'Step' });
 
@@ -197,6 +206,22 @@ export const Ready = z.object({
   ok: z.boolean(), checks: z.object({ postgres: z.enum(['ok', 'down']), redis: z.enum(['ok', 'down']) }),
   workers: Workers.nullable().describe('reported, not required: the api is ready without workers (runs queue)'),
 });
+
+export const Reject = z.object({
+  dataset: z.string(), row: z.number().int().describe('1-based position in the dataset\'s source order'),
+  page: z.number().int().optional().describe('1-based source page (Yespo)'), reason: z.string(),
+  path: z.string().optional().describe('the field that failed, dotted'), value: z.string().describe('the row as sent, redacted, cut to 2 KB'),
+}).register(components, { id: 'Reject' });
+export const RejectList = z.object({
+  rowsRejected: z.number().int(), rejects: z.array(Reject).describe('up to 100 samples, in source order'),
+});
+export const Dataset = z.object({
+  dataset: z.string(), key: z.string().describe('Redis key, or the Postgres table'), kind: z.enum(['hash', 'string', 'table']),
+  pipelineId: z.string(), rows: z.number().int().nullable(), runId: z.string().nullable(), updatedAt: TimeOrNull,
+  ageSeconds: z.number().int().nullable(), maxAgeSeconds: z.number().int(), status: z.enum(['fresh', 'stale', 'never']),
+  reason: z.string().optional().describe('why it is stale or never published'),
+}).register(components, { id: 'Dataset' });
+export const DatasetList = z.object({ datasets: z.array(Dataset) });
 
 export const AuditEntry = z.object({
   id: z.number().int(), at: Time, actor: Actor, action: z.string(), pipelineId: z.string().nullable(), runId: z.string().nullable(),

@@ -1,13 +1,16 @@
 import { z } from 'zod';
+import { whileAttemptLive } from '../db/fence';
+import { NonRetryableError } from '../lib/errors';
 import { defineStep } from './define';
 import { checked, passed, publishedEvent } from './sink-events';
-import { checkRowCount } from './sinks/data-check';
 import { upsertRows } from './sinks/postgres-upsert';
-import { readDatasetMeta, writeRedisDataset } from './sinks/redis-dataset';
+import { writeRedisDatasets } from './sinks/redis-dataset';
 import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, readStagedBytes, type StagedRef } from './staging';
 import { columnSpecSchema } from './transforms/columns';
 import { rowEncoder } from './transforms/rows';
+import { freshnessConfigFields } from './freshness-config';
+import { badRowsConfigFields, badRowsPolicy, createRejectTracker } from './transforms/bad-rows';
 
 /**
  * The fetch → transform → write steps of a query pipeline (BigQuery, ClickHouse): each
@@ -37,7 +40,9 @@ export const queryConfigSchema = z.object({
   location: z.string().optional(),
   pageSize: z.number().int().min(100).max(100_000).default(10_000),
   datasets: z.array(datasetSpecSchema).min(1).max(20),
-  skipBadRows: z.boolean().default(false),
+  /** How many rows transform may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
+  ...badRowsConfigFields,
+  ...freshnessConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
   /** bq.projects: upsert this dataset's rows into a Postgres table before publishing. */
   postgres: z.object({
@@ -99,35 +104,54 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
     const input = ctx.input;
     const datasets: Record<string, StagedRef> = {};
     let rowsIn = 0;
-    let badRows = 0;
-    let firstBad: string | undefined;
     ctx.progress({ rowsDone: 0, rowsTotal: Object.values(input.datasets).reduce((n, r) => n + r.rows, 0) });
+    // Every attempt validates all rows again, under the pipeline's current badRows policy.
+    const rejects = createRejectTracker({ db: ctx.services.db, runId: ctx.runId, stepKey: ctx.stepKey, policy: badRowsPolicy(ctx.config) });
+    await rejects.clear();
     for (const ds of ctx.config.datasets) {
       const ref = input.datasets[ds.name];
       if (!ref) throw new Error(`fetch output has no dataset ${ds.name}; rerun from fetch`);
       const keyed = ds.shape === 'hash';
       const encoder = rowEncoder(ds.columns, keyed ? ds.keyField : undefined);
       const out = await openStaging(ctx.services.db, ctx.runId, `transform.${ds.name}.a${ctx.attempt}`);
+      // Row numbers are 1-based and per dataset, in the order the source returned them.
+      let dsRows = 0;
+      const onBad = (b: { index: number; reason: string; path: string; line: string }) =>
+        rejects.add({ dataset: ds.dataset, row: b.index, reason: b.reason, path: b.path || undefined, value: b.line });
       for await (const chunk of readStagedBytes(ctx.services.db, ref, ctx.signal)) {
-        const v = encoder.encodeChunk(chunk, { offset: rowsIn, skipBad: ctx.config.skipBadRows, what: ds.name });
+        const v = encoder.encodeChunk(chunk, { offset: dsRows + 1, skipBad: true, what: ds.name, onBad });
+        dsRows += v.rows;
         rowsIn += v.rows;
-        badRows += v.bad;
-        firstBad ??= v.firstBad;
+        if (v.bad) {
+          await rejects.flush();
+          rejects.checkEarly();
+        }
         // Staged ready to publish: the write step sends these lines as they are.
         await out.writeBytes(v.data, v.rows - v.bad);
         ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
       }
       const staged = datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
-      ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
-      ctx.event('staged', `${ds.name}: ${staged.rows} rows validated and staged${badRows ? ` (${badRows} bad rows skipped so far)` : ''}`, {
-        dataset: ds.name, rows: staged.rows, badRows,
+      ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
+      ctx.event('staged', `${ds.name}: ${staged.rows} rows validated and staged${rejects.total ? ` (${rejects.total} rows rejected so far)` : ''}`, {
+        dataset: ds.name, rows: staged.rows, rejected: rejects.total,
       });
     }
-    if (badRows) ctx.log.warn({ badRows, firstBad }, 'skipped malformed rows');
-    return { sandbox: input.sandbox, datasets, badRows, ...(firstBad ? { firstBad } : {}) };
+    await rejects.flush();
+    rejects.check(rowsIn);
+    if (rejects.total) ctx.log.warn({ badRows: rejects.total, firstBad: rejects.first }, 'rejected malformed rows');
+    return { sandbox: input.sandbox, datasets, badRows: rejects.total, ...(rejects.first ? { firstBad: rejects.first } : {}) };
   },
 });
 
+/**
+ * Publishes every dataset of the run together (steps/sinks/redis-dataset writeRedisDatasets):
+ * all are built first, all pass the data check or none publishes, then, for bq.projects,
+ * the Postgres mirror commits (upsert + delete of vanished keys, one transaction), and only
+ * then one Redis script swaps every dataset and meta in. Both commits are fenced by the
+ * attempt (db/fence.ts): a cancelled or superseded attempt, even one that ignores its
+ * signal, changes neither store. A Redis failure after the Postgres commit fails the step;
+ * its retry converges both stores (the mirror is idempotent).
+ */
 export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof transformOutput>>({
   key: 'write',
   input: transformOutput,
@@ -136,29 +160,40 @@ export const queryWriteStep = defineStep<Services, QueryConfig, z.infer<typeof t
   async run(ctx) {
     const input = ctx.input;
     const { redis, db } = ctx.services;
+    const fence = { runId: ctx.runId, key: ctx.stepKey, attempt: ctx.attempt };
+    const refs = ctx.config.datasets.map((ds) => {
+      const ref = input.datasets[ds.name];
+      if (!ref) throw new NonRetryableError(`transform output has no dataset ${ds.name}; rerun from transform`);
+      return ref;
+    });
+    const pg = ctx.config.postgres;
+    const pgIndex = pg ? ctx.config.datasets.findIndex((ds) => ds.name === pg.dataset) : -1;
+    if (pg && pgIndex < 0) throw new NonRetryableError(`postgres.dataset ${pg.dataset} is not one of the datasets`);
+    ctx.progress({ rowsDone: 0, rowsTotal: refs.reduce((n, r) => n + r.rows, 0) });
+    const results = await checked(ctx, ctx.config.datasets.map((ds) => ds.dataset).join(', '), () => writeRedisDatasets({
+      redis, runId: ctx.runId, attempt: ctx.attempt, step: ctx.stepKey, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
+      datasets: ctx.config.datasets.map((ds, i) => ({ dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, refs[i], ctx.signal) })),
+      // Every data check has passed: the mirror commits before the Redis swap.
+      beforePublish: async (built) => {
+        for (const b of built) passed(ctx, b.dataset, b.rows, b.lastRows);
+        if (!pg) return;
+        const r = await upsertRows({
+          db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, refs[pgIndex], ctx.signal),
+          runId: ctx.runId, signal: ctx.signal, check: ctx.config.check, lastGoodRows: built[pgIndex].lastRows, deleteMissing: true, fence, pipelineId: ctx.pipelineId,
+        });
+        ctx.log.info({ table: pg.table, ...r }, 'postgres mirror committed');
+        ctx.event('published', `${pg.table}: mirror committed`, { table: pg.table, ...r });
+      },
+      whileLive: (swap) => whileAttemptLive(db.pool, fence, swap),
+    }));
     const published: Record<string, { key: string; rows: number }> = {};
     let rows = 0;
-    ctx.progress({ rowsDone: 0, rowsTotal: Object.values(input.datasets).reduce((n, r) => n + r.rows, 0) });
-    for (const ds of ctx.config.datasets) {
-      const ref = input.datasets[ds.name];
-      const pg = ctx.config.postgres?.dataset === ds.name ? ctx.config.postgres : undefined;
-      if (pg) {
-        // Check before either sink changes anything, so a bad load publishes nowhere.
-        const last = (await readDatasetMeta(redis, ds.dataset))?.rows ?? null;
-        checked(ctx, ds.dataset, () => checkRowCount(ref.rows, last, ctx.config.check));
-        passed(ctx, ds.dataset, ref.rows, last);
-        await upsertRows({ db, table: pg.table, keyColumns: pg.keyColumns, columns: pg.columns, batches: readStaged(db, ref, ctx.signal), runId: ctx.runId, signal: ctx.signal });
-      }
-      const r = await checked(ctx, ds.dataset, () => writeRedisDataset({
-        redis, dataset: ds.dataset, shape: ds.shape, chunks: readStagedBytes(db, ref, ctx.signal),
-        runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId, check: ctx.config.check, signal: ctx.signal,
-        onCheck: pg ? undefined : (n, last) => passed(ctx, ds.dataset, n, last),
-      }));
-      published[ds.name] = { key: r.key, rows: r.rows };
-      rows += r.rows;
-      ctx.reportRows({ in: rows, out: rows });
-      publishedEvent(ctx, r.key, r.rows);
-    }
+    ctx.config.datasets.forEach((ds, i) => {
+      published[ds.name] = { key: results[i].key, rows: results[i].rows };
+      rows += results[i].rows;
+      publishedEvent(ctx, results[i].key, results[i].rows);
+    });
+    ctx.reportRows({ in: rows, out: rows });
     return { sandbox: input.sandbox, datasets: published };
   },
 });

@@ -1,7 +1,10 @@
 import { z } from 'zod';
+import { whileAttemptLive } from '../db/fence';
 import { defineStep } from './define';
 import { checked, passed, publishedEvent } from './sink-events';
 import { dataCheckSchema } from './query-steps';
+import { freshnessConfigFields } from './freshness-config';
+import { badRowsConfigFields } from './transforms/bad-rows';
 import type { Services } from './services';
 import { writeRedisDataset } from './sinks/redis-dataset';
 import { normaliseContact, type YespoContact } from './sources/yespo-schema';
@@ -17,12 +20,14 @@ export const yespoConfigSchema = z.object({
   /** Requests per second for this API key, shared by every run and worker using it. */
   ratePerSec: z.number().min(0.1).max(100).default(5),
   dataset: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$/),
-  skipBadRows: z.boolean().default(false),
+  /** How many malformed contacts paginate may reject (steps/transforms/bad-rows.ts); default {max: 0}. */
+  ...badRowsConfigFields,
+  ...freshnessConfigFields,
   check: dataCheckSchema.default({ allowEmpty: false, minFractionOfLast: 0.5 }),
 });
 export type YespoConfig = z.infer<typeof yespoConfigSchema>;
 
-// paginate has validated each contact (and dropped or failed on bad ones, per config);
+// paginate has validated each contact (rejecting bad ones under the badRows policy);
 // transform normalises them into the shape the marketing site reads.
 export const yespoTransformStep = defineStep<Services, YespoConfig, YespoStagedRef>({
   key: 'transform',
@@ -56,7 +61,9 @@ export const yespoWriteStep = defineStep<Services, YespoConfig, StagedRef & { sa
     const r = await checked(ctx, ctx.config.dataset, () => writeRedisDataset({
       redis: ctx.services.redis, dataset: ctx.config.dataset, shape: 'hash', keyField: 'id',
       batches: readStaged(ctx.services.db, input, ctx.signal), runId: ctx.runId, attempt: ctx.attempt, pipelineId: ctx.pipelineId,
-      check: ctx.config.check, signal: ctx.signal, onCheck: (rows, last) => passed(ctx, ctx.config.dataset, rows, last),
+      check: ctx.config.check, signal: ctx.signal, step: ctx.stepKey, onCheck: (rows, last) => passed(ctx, ctx.config.dataset, rows, last),
+      // The swap happens only while this attempt is the live one (db/fence.ts).
+      whileLive: (swap) => whileAttemptLive(ctx.services.db.pool, { runId: ctx.runId, key: ctx.stepKey, attempt: ctx.attempt }, swap),
     }));
     ctx.reportRows({ in: input.rows, out: r.rows });
     publishedEvent(ctx, r.key, r.rows);

@@ -151,7 +151,7 @@ describe('the five pipelines, end to end', () => {
     bad.datasets[0].columns.searches = 'boolean';
     await updatePipeline(db.pool, 'ch.top_dests', { config: bad });
     const failed = await runToEnd('ch.top_dests', 'failed');
-    expect(failed.steps[1].error).toMatch(/top_dests row 0\b.*field "searches"/);
+    expect(failed.steps[1].error).toMatch(/\d+ rows? rejected, over the limit of 0 .*first: top_dests row 1\b.*field "searches"/);
     const empty = structuredClone(original);
     empty.datasets[0].sql = empty.datasets[0].sql.replace('WHERE', 'WHERE 1 = 0 AND');
     await updatePipeline(db.pool, 'ch.top_dests', { config: empty });

@@ -29,7 +29,7 @@ export const bqProjects = definePipeline({
       sql: 'SELECT project_id, name, status, owner_email, budget_usd, created_at, updated_at FROM `bdi-chat-va.n8n_oss.projects`',
     }],
     postgres: { dataset: 'projects', table: 'bq_projects', keyColumns: ['project_id'], columns: Object.keys(columns) },
-    skipBadRows: false,
+    badRows: { max: 0 },
     check: { allowEmpty: false, minFractionOfLast: 0.5 },
   },
 });

@@ -36,7 +36,7 @@ export const bqReference = definePipeline({
         columns: { code: 'string', name: 'string', alliance: 'string?' },
       },
     ],
-    skipBadRows: false,
+    badRows: { max: 0 },
     check: { allowEmpty: false, minFractionOfLast: 0.5 },
   },
 });

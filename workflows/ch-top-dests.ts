@@ -27,7 +27,7 @@ ORDER BY searches DESC
 LIMIT 100`,
       columns: { destination: 'string', searches: 'integer', users: 'integer' },
     }],
-    skipBadRows: false,
+    badRows: { max: 0 },
     check: { allowEmpty: false, minFractionOfLast: 0.5 },
   },
 });

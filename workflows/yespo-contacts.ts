@@ -23,6 +23,6 @@ export const yespoSource: SourceSpec = {
 
 /** The seeded config of one brand's contacts pipeline. */
 export const yespoConfig = (brand: string, groupId: string) => ({
-  brand, groupId, pageSize: 500, ratePerSec: 5, dataset: `yespo:${brand}:contacts`, skipBadRows: false,
+  brand, groupId, pageSize: 500, ratePerSec: 5, dataset: `yespo:${brand}:contacts`, badRows: { max: 0 },
   check: { allowEmpty: false, minFractionOfLast: 0.5 },
 });

@@ -1,6 +1,7 @@
 import { getRunDetail, getStepDetail } from '../../db/read';
 import { listStepEvents } from '../../db/step-events';
 import { redact } from '../../lib/redact';
+import { listRejects } from '../../db/rejects';
 import { NotFoundError } from '../../lib/errors';
 import type { AppDeps } from '../context';
 import { HttpError } from '../errors';
@@ -71,6 +72,17 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           // Redacted again on the way out, as step errors are: a secret registered later.
           for (const a of attempts) for (const e of a.events) e.message = redact(e.message);
           return c.json({ attempts });
+        },
+      }),
+      route({
+        method: 'GET', path: '/runs/:runId/steps/:step/rejects', tag: 'runs',
+        summary: 'Rows the step rejected: the count and up to 100 samples {row, page?, reason, path?, value}',
+        params: s.StepParams, query: s.RejectsQuery,
+        responses: { 200: { description: 'the rejects', schema: s.RejectList }, 400: { description: 'invalid query', schema: s.ErrorResponse }, 404: runNotFound },
+        handler: async (c, { params, query }) => {
+          const r = await listRejects(db.pool, params.runId, params.step);
+          if (!r) throw new NotFoundError(`step ${params.step} of run ${params.runId}`);
+          return c.json({ rowsRejected: r.rowsRejected, rejects: r.rejects.slice(0, query.limit ?? 100) });
         },
       }),
       route({

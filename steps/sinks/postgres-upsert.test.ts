@@ -46,9 +46,27 @@ const table = () => db.db.select().from(bqProjects).orderBy(asc(bqProjects.proje
 const total = async () => (await db.db.select({ n: count() }).from(bqProjects))[0].n;
 
 describe('upsertRows', () => {
+  it('deleteMissing mirrors the source: vanished keys are deleted in the same transaction, the last duplicate wins', async () => {
+    await upsert(range(2_000));
+    const before = await table();
+    // Keys 0..9 vanish, 2000..2004 are new, every 100th changes, key 500 comes twice (the last wins).
+    const next = [...range(2_005).slice(10).map((p) => (Number(p.project_id.slice(2)) % 100 === 0 ? project(Number(p.project_id.slice(2)), 2) : p)), project(500, 3)];
+    expect(await upsert(next, { deleteMissing: true })).toEqual({ rows: 1_996, inserted: 5, updated: 19, unchanged: 1_971, duplicates: 1, deleted: 10 });
+    const after = await table();
+    expect(after.map((r) => r.projectId)).toEqual(range(2_005).slice(10).map((p) => p.project_id));
+    expect(after.find((r) => r.projectId === 'p-000500')!.name).toBe('Project 500 v3');
+    expect(after.find((r) => r.projectId === 'p-000501')).toEqual(before.find((r) => r.projectId === 'p-000501'));
+    // Again: nothing to do.
+    expect(await upsert(next, { deleteMissing: true })).toMatchObject({ inserted: 0, updated: 0, deleted: 0 });
+    // A failing source rolls the whole mirror back: nothing is deleted.
+    await expect(upsertRows({ db, table: 'bq_projects', keyColumns: ['project_id'], columns: COLUMNS, batches: batches(range(100), { failAt: 50, size: 10 }), runId: randomUUID(), deleteMissing: true }))
+      .rejects.toThrow('source broke at row 50');
+    expect(await total()).toBe(1_995);
+  });
+
   it('inserts, re-runs without duplicates or rewrites, then applies only the changes', async () => {
     const run1 = randomUUID();
-    expect(await upsert(range(10_000), { runId: run1 })).toEqual({ rows: 10_000, inserted: 10_000, updated: 0, unchanged: 0, duplicates: 0 });
+    expect(await upsert(range(10_000), { runId: run1 })).toEqual({ rows: 10_000, inserted: 10_000, updated: 0, unchanged: 0, duplicates: 0, deleted: 0 });
     expect(await total()).toBe(10_000);
     const first = await table();
     expect(first[7]).toEqual({
@@ -58,13 +76,13 @@ describe('upsertRows', () => {
     });
 
     // Same rows again: nothing changes, not even the bookkeeping columns.
-    expect(await upsert(range(10_000))).toEqual({ rows: 10_000, inserted: 0, updated: 0, unchanged: 10_000, duplicates: 0 });
+    expect(await upsert(range(10_000))).toEqual({ rows: 10_000, inserted: 0, updated: 0, unchanged: 10_000, duplicates: 0, deleted: 0 });
     expect(await table()).toEqual(first);
 
     // 100 changed, 50 new.
     const run3 = randomUUID();
     const next = range(10_050, (i) => project(i, i % 100 === 0 || i >= 10_000 ? 2 : 1));
-    expect(await upsert(next, { runId: run3 })).toEqual({ rows: 10_050, inserted: 50, updated: 100, unchanged: 9_900, duplicates: 0 });
+    expect(await upsert(next, { runId: run3 })).toEqual({ rows: 10_050, inserted: 50, updated: 100, unchanged: 9_900, duplicates: 0, deleted: 0 });
     const after = await table();
     expect(after).toHaveLength(10_050);
     expect(after.filter((r) => r.lastRunId === run3)).toHaveLength(150);

@@ -1,6 +1,7 @@
 import type { Database } from '../../db/client';
+import type { StepFence } from '../../db/fence';
 import { copyAndMerge, copyIntoTable, resolveTarget, type LoadTarget, type SinkTableName } from '../../db/upsert';
-import { NonRetryableError } from '../../lib/errors';
+import { NonRetryableError, StepAbortedError } from '../../lib/errors';
 import { checkRowCount, type DataCheckPolicy } from './data-check';
 
 /**
@@ -32,6 +33,14 @@ export interface UpsertRowsArgs {
   check?: DataCheckPolicy;
   lastGoodRows?: number | null;
   nulBytes?: 'reject' | 'strip';
+  /** Mirror the source: delete the table's rows whose key is not among these rows, in the
+   *  same transaction. */
+  deleteMissing?: boolean;
+  /** Commit only if this step attempt is still live (db/fence.ts), checked in the same
+   *  transaction; otherwise StepAbortedError and nothing changes. */
+  fence?: StepFence;
+  /** With deleteMissing: the pipeline recorded as the table's writer (GET /datasets). */
+  pipelineId?: string;
 }
 
 export interface UpsertRowsResult {
@@ -43,6 +52,8 @@ export interface UpsertRowsResult {
   unchanged: number;
   /** Rows whose key repeated an earlier row's in this load (the last one won). */
   duplicates: number;
+  /** Rows deleted because their key is gone from the source (with deleteMissing). */
+  deleted: number;
 }
 
 export interface CopyRowsArgs {
@@ -68,8 +79,14 @@ export async function upsertRows(a: UpsertRowsArgs): Promise<UpsertRowsResult> {
       data: enc.lines(a.batches, a.signal),
       signal: a.signal,
       beforeMerge: (staged) => checkRowCount(staged, a.lastGoodRows ?? null, a.check),
+      deleteMissing: a.deleteMissing,
+      fence: a.fence,
+      pipelineId: a.pipelineId,
     });
-    return { rows: r.staged, inserted: r.inserted, updated: r.updated, unchanged: r.distinct - r.inserted - r.updated, duplicates: r.staged - r.distinct };
+    return {
+      rows: r.staged, inserted: r.inserted, updated: r.updated, unchanged: r.distinct - r.inserted - r.updated,
+      duplicates: r.staged - r.distinct, deleted: r.deleted,
+    };
   } catch (err) {
     throw translate(err, a.table, a.signal);
   }
@@ -100,6 +117,7 @@ function resolve(table: string, columns: string[], keyColumns: string[] | null):
  *  signal's reason, whatever the stream layer wrapped it in. */
 function translate(err: unknown, table: string, signal?: AbortSignal): unknown {
   if (signal?.aborted) return signal.reason;
+  if (err instanceof StepAbortedError) return err;
   const pgErr = err as { code?: unknown; message?: string; where?: string; detail?: string };
   if (typeof pgErr.code === 'string' && /^2[23]/.test(pgErr.code)) {
     const where = pgErr.where ? ` (${pgErr.where.slice(0, 300)})` : '';

@@ -24,6 +24,12 @@ export function createBigQuery(a: { credential: Credential | null; apiEndpoint?:
   });
 }
 
+/**
+ * Yields the result's pages. A result that ends early fails instead of looking complete:
+ * the rows received must add up to the result's `totalRows`, and a page whose body was not
+ * a JSON object (the client then reports 0 rows and no next page, without an error) fails
+ * the read. Both are retryable: a new query job usually reads the whole result.
+ */
 export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
   pageSize: number; location?: string; signal?: AbortSignal; timeoutMs?: number;
   /** Told the result's totalRows (from the first page's response), for live progress. */
@@ -31,16 +37,31 @@ export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
 }): AsyncGenerator<Record<string, unknown>[]> {
   const [job] = await bq.createQueryJob({ query: sql, useLegacySql: false, location: opts.location });
   let pageToken: string | undefined;
+  let received = 0;
+  let total: number | undefined;
+  let pages = 0;
   do {
     opts.signal?.throwIfAborted();
-    const [rows, next, response] = await job.getQueryResults({
+    const [rows, next, resp] = await job.getQueryResults({
       maxResults: opts.pageSize, pageToken, autoPaginate: false, timeoutMs: opts.timeoutMs ?? 60_000,
     });
-    const total = Number((response as { totalRows?: unknown } | undefined)?.totalRows);
-    if (!pageToken && Number.isFinite(total)) opts.onTotal?.(total);
+    pages++;
+    const body = resp as { totalRows?: unknown; jobComplete?: unknown } | string | null | undefined;
+    if (!body || typeof body !== 'object') {
+      throw new Error(`BigQuery result page ${pages} is not a JSON object (${typeof body === 'string' ? `${body.length} chars; cut off?` : String(body)}): the result would be truncated`);
+    }
+    if (body.jobComplete === false) throw new Error('BigQuery query job did not complete in time: no rows read');
+    const t = Number(body.totalRows);
+    if (!Number.isSafeInteger(t) || t < 0) throw new Error(`BigQuery result page ${pages} has no valid totalRows (${JSON.stringify(body.totalRows)})`);
+    if (total === undefined) opts.onTotal?.(t);
+    total ??= t;
+    received += rows.length;
     yield rows as Record<string, unknown>[];
     pageToken = next?.pageToken;
   } while (pageToken);
+  if (received !== total) {
+    throw new Error(`BigQuery result ended early: ${received.toLocaleString('en-US')} of ${total!.toLocaleString('en-US')} rows received (totalRows)`);
+  }
 }
 
 /** BigQuery's client wraps some values (TIMESTAMP, DATE, NUMERIC…) in objects with a

@@ -91,6 +91,14 @@ export async function* clickHouseChunks(client: ClickHouseClient, sql: string, o
     }
   }
   if (size) {
+    // JSONEachRow ends every row with a newline: a body that stops mid-line was cut off
+    // (a dropped connection the HTTP layer did not report), not a short last row.
+    // (Text that is not a row, e.g. an exception ClickHouse appended, is reported by countRows.)
+    const all = Buffer.concat(parts, size);
+    const start = all.lastIndexOf(0x0a, all.length - 2) + 1;
+    if (all[all.length - 1] !== 0x0a && all[start] === 0x7b) {
+      throw new Error(`ClickHouse response ended mid-row (${all.length - start} bytes after the last complete row): the result would be truncated`);
+    }
     const c = cut(true);
     if (c.rows) yield c;
   }

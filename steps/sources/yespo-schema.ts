@@ -83,14 +83,23 @@ export interface ParsedContacts {
   firstError?: string;
 }
 
+/** One malformed contact: its 1-based row, why (no payload), the zod path, the row itself. */
+export interface BadContact {
+  row: number;
+  reason: string;
+  path: string;
+  value: unknown;
+}
+
 /**
  * Validates a page (or chunk) of raw contacts. `offset` is the 0-based position of rows[0]
- * in the whole group (startindex - 1), so errors name the absolute row. With skipBad a
- * malformed contact is counted and dropped; without it the first one fails the step with a
- * NonRetryableError: the same data would fail every retry. Messages name the row, the id
- * and the zod issue, never the payload (it holds personal data).
+ * in the whole group (startindex - 1); errors name the 1-based row (= its startindex).
+ * With skipBad a malformed contact is counted, reported to `onBad` and dropped (the
+ * bad-rows policy decides whether the step may go on); without it the first one fails the
+ * step with a NonRetryableError: the same data would fail every retry. Messages name the
+ * row, the id and the zod issue, never the payload (it holds personal data).
  */
-export function parseContacts(rows: readonly unknown[], opts: { skipBad: boolean; offset: number }): ParsedContacts {
+export function parseContacts(rows: readonly unknown[], opts: { skipBad: boolean; offset: number; onBad?: (b: BadContact) => void }): ParsedContacts {
   const contacts: YespoContact[] = [];
   let bad = 0;
   let firstError: string | undefined;
@@ -100,15 +109,17 @@ export function parseContacts(rows: readonly unknown[], opts: { skipBad: boolean
       contacts.push(r.data);
       continue;
     }
-    const message = describeIssue(rows[i], opts.offset + i, r.error);
-    if (!opts.skipBad) throw new NonRetryableError(message, { row: opts.offset + i });
+    const row = opts.offset + i + 1;
+    const message = describeIssue(rows[i], row, r.error);
+    if (!opts.skipBad) throw new NonRetryableError(message, { row });
     bad++;
     firstError ??= message;
+    opts.onBad?.({ row, reason: message, path: r.error.issues[0].path.map(String).join('.'), value: rows[i] });
   }
   return { contacts, bad, firstError };
 }
 
-function describeIssue(row: unknown, index: number, error: z.ZodError): string {
+function describeIssue(row: unknown, rowNumber: number, error: z.ZodError): string {
   const issue = error.issues[0];
   const path = issue.path.length ? issue.path.map(String).join('.') : '(root)';
   const rawId = (row as { id?: unknown } | null)?.id;
@@ -116,5 +127,5 @@ function describeIssue(row: unknown, index: number, error: z.ZodError): string {
   const idText = (typeof rawId === 'number' || typeof rawId === 'string') && String(rawId).length <= 32
     ? ` (id ${JSON.stringify(rawId)})` : '';
   const more = error.issues.length > 1 ? ` (+${error.issues.length - 1} more issues)` : '';
-  return `malformed Yespo contact at row ${index}${idText}: ${path}: ${issue.message}${more}`;
+  return `malformed Yespo contact at row ${rowNumber}${idText}: ${path}: ${issue.message}${more}`;
 }

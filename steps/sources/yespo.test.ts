@@ -181,10 +181,10 @@ describe('contacts schema', () => {
       }
     })();
     expect(err).toBeInstanceOf(NonRetryableError);
-    expect(err!.message).toMatch(/row 1234 \(id "abc"\): id: expected an integer id/);
+    expect(err!.message).toMatch(/row 1235 \(id "abc"\): id: expected an integer id/);
     expect(err!.message).not.toContain('@example.com');
     const missing = await page([{ index: 1001, kind: 'missingChannels' }]);
-    expect(() => parseContacts(missing, { skipBad: false, offset: 1000 })).toThrow(/row 1001 \(id \d+\): channels: /);
+    expect(() => parseContacts(missing, { skipBad: false, offset: 1000 })).toThrow(/row 1002 \(id \d+\): channels: /);
   });
 
   it('skipBad drops and counts malformed contacts', async () => {
@@ -192,7 +192,7 @@ describe('contacts schema', () => {
     const r = parseContacts(rows, { skipBad: true, offset: 1000 });
     expect(r.bad).toBe(2);
     expect(r.contacts).toHaveLength(498);
-    expect(r.firstError).toMatch(/row 1000: \(root\): /);
+    expect(r.firstError).toMatch(/row 1001: \(root\): /);
   });
 
   it('normalises a contact: first email and sms, fields by id, unknown fields under extra', () => {
@@ -269,7 +269,7 @@ describe('yespoPaginateStep.run', () => {
 
   it('fails on a malformed contact, or with skipBadRows stages the rest and counts it', async () => {
     fake.setFaults({ malformed: [{ index: 777, kind: 'idString' }] });
-    await expect(yespoPaginateStep.run(context(await newRun(), null).ctx)).rejects.toThrow(/row 777 \(id "abc"\): id:/);
+    await expect(yespoPaginateStep.run(context(await newRun(), null).ctx)).rejects.toThrow(/row 778 \(id "abc"\): id:/);
     const { ctx, saved } = context(await newRun(), null, { skipBadRows: true });
     const ref = await yespoPaginateStep.run(ctx);
     expect(ref).toMatchObject({ rows: TOTAL - 1, badRows: 1 });

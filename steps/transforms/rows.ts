@@ -19,6 +19,16 @@ interface EncodeOpts {
   skipBad: boolean;
   /** What the rows are, for messages ("dataset x"). */
   what: string;
+  /** With skipBad, told about each bad row (the bad-rows tracker keeps samples). */
+  onBad?: (bad: BadRow) => void;
+}
+
+/** A rejected line: its index (offset-based, as in messages), why, where, and its text. */
+export interface BadRow {
+  index: number;
+  reason: string;
+  path: string;
+  line: string;
 }
 
 type BadRows = { n: number; first: string | undefined };
@@ -61,13 +71,14 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
       if (bytes.line(chunk, s, e, out)) {
         out.byte(0x0a);
       } else {
-        const row: unknown = JSON.parse(chunk.toString('utf8', s, e));
+        const line = chunk.toString('utf8', s, e);
+        const row: unknown = JSON.parse(line);
         const r = fast(row) ?? slow(row);
         if (typeof r === 'string') {
           out.utf8(r);
           out.byte(0x0a);
         } else {
-          refuse(row, r, opts.offset + rows, keyField, opts, bad);
+          refuse(row, line, r, opts.offset + rows, keyField, opts, bad);
         }
       }
       rows++;
@@ -143,7 +154,7 @@ function objectEncoder(columns: ColumnSpec, keyField: string | undefined) {
 }
 
 /** A bad row: fails the step, or with `skipBad` is counted (the first one's message kept). */
-function refuse(row: unknown, issue: z.core.$ZodIssue, index: number, keyField: string | undefined,
+function refuse(row: unknown, line: string, issue: z.core.$ZodIssue, index: number, keyField: string | undefined,
   opts: EncodeOpts, bad: BadRows): void {
   const key = keyField ? (row as Record<string, unknown> | null)?.[keyField] : undefined;
   const keyText = typeof key === 'string' || typeof key === 'number' ? ` (${keyField}=${String(key).slice(0, 64)})` : '';
@@ -151,4 +162,5 @@ function refuse(row: unknown, issue: z.core.$ZodIssue, index: number, keyField: 
   if (!opts.skipBad) throw new NonRetryableError(`malformed ${msg}`);
   bad.n++;
   bad.first ??= msg;
+  opts.onBad?.({ index, reason: msg, path: issue.path.join('.'), line });
 }

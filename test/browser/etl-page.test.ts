@@ -1,6 +1,7 @@
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoSeed } from '../../server/testing';
+import { recordRejects } from '../../db/rejects';
 import { waitFor } from '../helpers';
 import {
   bodyOverflowPx, CHROMIUM, clickAndConfirm, hasChromium, RUN_MS, runNowAndOpen, screenshot, startPageEnv, UI_MS,
@@ -202,6 +203,58 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
     expect(await toggle.isChecked()).toBe(false);
     expect(await enabled()).toBe(false);
     expect(await sameDocument(page)).toBe(true);
+  }, TEST_MS);
+
+  it('rejected rows under the step, the Datasets view and the stale marker on the pipeline row', async () => {
+    // Rejects as the query transform records them (test/bad-rows.test.ts makes real ones).
+    await recordRejects(env.t.h.db.pool, { runId: firstRunId, stepKey: 'transform', total: 3, samples: [
+      { dataset: 'demo:contacts', row: 18, page: 1, reason: 'malformed Yespo contact at row 18 (id "abc"): id: expected an integer id', path: 'id', value: '{"id":"abc","channels":[]}' },
+      { dataset: 'demo:contacts', row: 1203, page: 3, reason: 'malformed Yespo contact at row 1203 (id 1203): channels: expected array', path: 'channels', value: '{"id":1203}' },
+    ] });
+    await new Promise((r) => setTimeout(r, 1_100)); // the api's read cache holds a run up to 1 s when no event says it changed
+    await go(page, `#/runs/${firstRunId}`);
+    await page.getByTestId('step-rejected-transform').waitFor();
+    expect(await page.getByTestId('step-rejected-transform').textContent()).toBe('3 rejected');
+    await page.locator('[data-testid="rejects-transform"] summary').click();
+    await page.getByTestId('rejects-table').waitFor();
+    expect(await page.getByTestId('reject-row-18').textContent()).toContain('expected an integer id');
+    expect(await page.getByTestId('reject-row-1203').textContent()).toContain('channels');
+    expect(await page.getByTestId('rejects-transform').textContent()).toContain('Showing the first 2 of 3');
+    await screenshot(page, 'rejects-1280x800.png'); // closes the toasts first
+    await page.screenshot({ path: '/tmp/etl-rejects-1280x800.png', fullPage: true });
+
+    const p = env.t.h.prefix;
+    const ago = (s: number) => new Date(Date.now() - s * 1000).toISOString();
+    await env.t.h.setConfig('sched', { dataset: `${p}:sched` });
+    await env.t.h.setConfig('flaky', { dataset: `${p}:flaky`, freshness: { maxAgeSeconds: 86_400 } });
+    await env.t.h.setConfig('slow', { datasets: [{ dataset: `${p}:slow`, shape: 'json' }] });
+    await env.t.h.redis.set(`cache:${p}:sched:meta`, JSON.stringify({ runId: firstRunId, pipelineId: 'sched', rows: 1234, updatedAt: ago(40 * 86_400) }));
+    await env.t.h.redis.set(`cache:${p}:flaky:meta`, JSON.stringify({ runId: retriedRunId, pipelineId: 'flaky', rows: 42, updatedAt: ago(60) }));
+    try {
+      await go(page, '#/datasets');
+      await page.getByTestId('datasets-table').waitFor();
+      expect(await page.getByTestId(`dataset-status-${p}:sched`).textContent()).toBe('stale');
+      expect(await page.getByTestId(`dataset-reason-${p}:sched`).textContent()).toContain('pipeline disabled');
+      expect(await page.getByTestId(`dataset-status-${p}:flaky`).textContent()).toBe('fresh');
+      expect(await page.getByTestId(`dataset-status-${p}:slow`).textContent()).toBe('never');
+      expect(await page.getByTestId(`dataset-row-${p}:sched`).textContent()).toContain('1,234');
+      await screenshot(page, 'datasets-1280x800.png');
+      await page.screenshot({ path: '/tmp/etl-datasets-1280x800.png', fullPage: true });
+      await page.getByTestId(`dataset-run-${p}:flaky`).click();
+      await page.getByTestId('run-status').waitFor();
+      expect(page.url()).toContain(`#/runs/${retriedRunId}`);
+
+      await page.getByTestId('nav-pipelines').click();
+      await page.getByTestId('stale-sched').waitFor();
+      expect(await page.getByTestId('stale-sched').textContent()).toBe('stale');
+      expect(await page.getByTestId('stale-slow').textContent()).toBe('never published');
+      expect(await page.getByTestId('stale-flaky').count()).toBe(0);
+      await screenshot(page, 'pipelines-stale-1280x800.png');
+      await page.screenshot({ path: '/tmp/etl-pipelines-stale-1280x800.png', fullPage: true });
+    } finally {
+      for (const id of ['sched', 'flaky', 'slow']) await env.t.h.setConfig(id, id === 'slow' ? { transformMs: 30_000 } : {});
+      await env.t.h.redis.del(`cache:${p}:sched:meta`, `cache:${p}:flaky:meta`);
+    }
   }, TEST_MS);
 
   it('on a 390 px phone the table and a drilldown fit the screen width', async () => {

@@ -1,5 +1,5 @@
 // Thin client for /api/etl. Same origin, cookie session or a bearer token kept in localStorage.
-import type { Actor, AttemptEvents, BulkResumeResult, Pipeline, Run, RunsPage, Step, Tick } from './types';
+import type { Actor, AttemptEvents, BulkResumeResult, Dataset, Pipeline, Reject, Run, RunsPage, Step, Tick } from './types';
 import type { AlertList } from './alerts';
 
 export const API_BASE = '/api/etl';
@@ -96,6 +96,9 @@ export const api = {
   getRun: (runId: string) => request<{ run: Run }>('GET', `/runs/${enc(runId)}`).then((r) => r.run),
   getStep: (runId: string, step: string) =>
     request<{ step: Step }>('GET', `/runs/${enc(runId)}/steps/${enc(step)}`).then((r) => r.step),
+  rejects: (runId: string, step: string) =>
+    request<{ rowsRejected: number; rejects: Reject[] }>('GET', `/runs/${enc(runId)}/steps/${enc(step)}/rejects`),
+  datasets: () => request<{ datasets: Dataset[] }>('GET', '/datasets').then((r) => r.datasets),
   retryStep: (runId: string, step: string) =>
     request<{ runId: string }>('POST', `/runs/${enc(runId)}/steps/${enc(step)}/retry`),
   resume: (runId: string) => request<{ runId: string }>('POST', `/runs/${enc(runId)}/resume`),

@@ -68,6 +68,9 @@ export function timeEl(iso: string | null | undefined, withRelative = true): HTM
 const PILL_TONE: Record<string, string> = {
   succeeded: 'green',
   failed: 'red',
+  fresh: 'green',
+  stale: 'red',
+  never: 'grey',
   running: 'blue',
   queued: 'amber',
   pending: 'grey',

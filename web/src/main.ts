@@ -4,6 +4,7 @@ import { alertsView } from './alerts';
 import { api, getToken, setToken, setUnauthorizedHandler } from './api';
 import { h, replaceChildren } from './dom';
 import { durationMs, fmtDuration } from './format';
+import { datasetsView } from './datasets';
 import { connectLive, type LiveState } from './live';
 import { pipelinesView } from './pipelines';
 import { runView } from './run';
@@ -43,6 +44,9 @@ function route(): void {
   if (parts.length === 0) {
     document.title = 'Pipelines · ETL';
     current = pipelinesView(viewRoot);
+  } else if (parts[0] === 'datasets' && parts.length === 1) {
+    document.title = 'Datasets · ETL';
+    current = datasetsView(viewRoot);
   } else if (parts[0] === 'pipelines' && parts.length === 2 && parts[1]) {
     document.title = `${parts[1]} · ETL`;
     current = runsView(viewRoot, parts[1]);
@@ -88,6 +92,7 @@ function boot(): void {
       h('a', { class: 'brand', href: '#/' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }), 'ETL operations'),
       h('nav', { class: 'topnav' },
         h('a', { href: '#/', 'data-testid': 'nav-pipelines' }, 'Pipelines'),
+        h('a', { href: '#/datasets', 'data-testid': 'nav-datasets' }, 'Datasets'),
         h('a', { href: '#/alerts', 'data-testid': 'nav-alerts' }, 'Alerts')),
       h('div', { class: 'topbar-right' }, liveDot, tokenBtn)),
     workersBanner(),

@@ -5,7 +5,7 @@ import { api } from './api';
 import { knownTimezones, validateCron, validateTimezone } from './cron';
 import { h, replaceChildren } from './dom';
 import { durationEl, pill, timeEl } from './format';
-import type { LiveEvent, Pipeline, View } from './types';
+import type { LiveEvent, Pipeline, View, Dataset } from './types';
 import { confirmAndRun, emptyBlock, errorBlock, errorMessage, loadingBlock, setBusy, toast } from './ui';
 
 function ensureTzDatalist(): void {
@@ -18,6 +18,7 @@ class PipelineRow {
   readonly tr: HTMLTableRowElement;
   private p: Pipeline;
   private readonly nameCell = h('td', { class: 'cell-name', 'data-label': 'Pipeline' });
+  private staleBadge: HTMLElement | null = null;
   private readonly lastCell = h('td', { 'data-label': 'Last run' });
   private readonly nextCell = h('td', { 'data-label': 'Next run' });
   private readonly cronInput: HTMLInputElement;
@@ -76,6 +77,17 @@ class PipelineRow {
     return msg === null;
   }
 
+  /** Marks the row when any of its datasets is stale or was never published. */
+  setStale(stale: Dataset[]): void {
+    this.staleBadge?.remove();
+    this.staleBadge = null;
+    if (stale.length === 0) return;
+    const title = stale.map((d) => `${d.dataset}: ${d.status}${d.reason ? ` (${d.reason})` : ''}`).join('\n');
+    this.staleBadge = h('a', { class: 'badge badge-stale', href: '#/datasets', 'data-testid': `stale-${this.p.id}`, title },
+      stale.some((d) => d.status === 'stale') ? 'stale' : 'never published');
+    this.nameCell.firstElementChild?.after(this.staleBadge);
+  }
+
   update(p: Pipeline): void {
     const wasDirty = this.dirty();
     this.p = p;
@@ -86,6 +98,7 @@ class PipelineRow {
       p.sandbox ? h('span', { class: 'badge badge-sandbox', 'data-testid': `sandbox-${p.id}`, title: 'Reads built-in local sandbox sources' }, 'sandbox') : null,
       p.description ? h('div', { class: 'muted small' }, p.description) : null,
     );
+    if (this.staleBadge) this.nameCell.firstElementChild?.after(this.staleBadge);
     const r = p.lastRun;
     replaceChildren(
       this.lastCell,
@@ -206,6 +219,11 @@ export function pipelinesView(root: HTMLElement): View {
         tbody.appendChild(row.tr); // keeps server order
       }
       for (const [id, row] of rows) if (!seen.has(id)) { row.tr.remove(); rows.delete(id); }
+      // Freshness is a second read: the pipelines stay usable when it fails.
+      const datasets = await api.datasets().catch(() => null);
+      if (datasets && alive && my === seq) {
+        for (const [id, row] of rows) row.setStale(datasets.filter((d) => d.pipelineId === id && d.status !== 'fresh'));
+      }
     } catch (err) {
       if (!alive || my !== seq) return;
       if (tbody) {

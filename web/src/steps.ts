@@ -5,7 +5,7 @@ import { h, replaceChildren } from './dom';
 import { durationEl, durationMs, fmtCount, parseTime, pill, prettyJson, timeEl } from './format';
 import { fillEventLog } from './events-log';
 import { progressBar } from './progress';
-import type { Attempt, ProgressEvent, Run, Step } from './types';
+import type { Attempt, ProgressEvent, Reject, Run, Step } from './types';
 import { errorMessage } from './ui';
 
 export interface StepCtx {
@@ -37,6 +37,20 @@ function attemptsTable(list: Attempt[]): HTMLElement {
       h('td', { 'data-label': 'Duration', class: 'num' }, durationEl(a.startedAt, a.finishedAt, a.status === 'running')),
       h('td', { 'data-label': 'Error' }, a.error ? h('pre', { class: 'error-text' }, a.error) : h('span', { class: 'muted' }, '—')),
     )))));
+}
+
+function rejectsTable(list: Reject[], total: number): HTMLElement {
+  const more = total > list.length ? h('p', { class: 'muted small' }, `Showing the first ${list.length} of ${fmtCount(total)} rejected rows.`) : null;
+  return h('div', null, more, h('div', { class: 'table-wrap' }, h('table', { class: 'table table-compact table-cards', 'data-testid': 'rejects-table' },
+    h('thead', null, h('tr', null, ['Row', 'Page', 'Dataset', 'Field', 'Reason', 'Value'].map((t) => h('th', null, t)))),
+    h('tbody', null, list.map((r) => h('tr', { 'data-testid': `reject-row-${r.row}` },
+      h('td', { 'data-label': 'Row', class: 'num' }, fmtCount(r.row)),
+      h('td', { 'data-label': 'Page', class: 'num' }, r.page === undefined ? '—' : String(r.page)),
+      h('td', { 'data-label': 'Dataset', class: 'mono small' }, r.dataset),
+      h('td', { 'data-label': 'Field', class: 'mono small' }, r.path ?? '—'),
+      h('td', { 'data-label': 'Reason', class: 'small' }, r.reason),
+      h('td', { 'data-label': 'Value' }, h('pre', { class: 'json reject-value' }, r.value)),
+    ))))));
 }
 
 function section(ctx: StepCtx, id: string, summary: string, fill: (box: HTMLElement) => void, testid: string): HTMLElement {
@@ -103,6 +117,7 @@ function stepItem(run: Run, step: Step, i: number, ctx: StepCtx, t0: number, spa
         h('span', null, 'Started ', timeEl(step.startedAt, false)),
         h('span', null, 'Took ', durationEl(step.startedAt, step.finishedAt, step.status === 'running')),
         h('span', null, `Rows in ${fmtCount(step.rowsIn)} · out ${fmtCount(step.rowsOut)}`),
+        step.rowsRejected ? h('span', { class: 'text-red', 'data-testid': `step-rejected-${k}` }, `${fmtCount(step.rowsRejected)} rejected`) : null,
         pages ? h('span', { 'data-testid': `step-pages-${k}` }, pages) : null,
       ),
       timeBar(step, t0, span),
@@ -111,6 +126,15 @@ function stepItem(run: Run, step: Step, i: number, ctx: StepCtx, t0: number, spa
       h('div', { class: 'step-details' },
         section(ctx, `a:${k}`, `Attempts history (${step.attemptsHistory?.length ?? step.attempts})`, attemptsFill, `attempts-${k}`),
         step.attempts > 0 ? section(ctx, `e:${k}`, 'Event log', (box) => fillEventLog(box, run.id, k), `event-log-${k}`) : null,
+        step.rowsRejected
+          ? section(ctx, `r:${k}`, `Rejected rows (${fmtCount(step.rowsRejected)})`, (box) => {
+            replaceChildren(box, h('p', { class: 'muted small' }, 'Loading rejected rows…'));
+            api.rejects(run.id, k).then(
+              (r) => replaceChildren(box, rejectsTable(r.rejects, r.rowsRejected)),
+              (err) => replaceChildren(box, h('p', { class: 'text-red small' }, errorMessage(err))),
+            );
+          }, `rejects-${k}`)
+          : null,
         step.checkpoint !== null && step.checkpoint !== undefined
           ? section(ctx, `c:${k}`, 'Checkpoint', (box) => replaceChildren(box, h('pre', { class: 'json' }, prettyJson(step.checkpoint))), `checkpoint-${k}`)
           : null,

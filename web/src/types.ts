@@ -23,6 +23,8 @@ export interface Step {
   finishedAt: string | null;
   rowsIn: number | null;
   rowsOut: number | null;
+  /** Rows the step rejected under the pipeline's badRows policy. */
+  rowsRejected?: number;
   error: string | null;
   checkpoint: unknown;
   attemptsHistory?: Attempt[];
@@ -52,6 +54,29 @@ export interface Pipeline {
   nextFireAt: string | null;
   sandbox?: boolean;
   lastRun?: Run | null;
+}
+
+export interface Reject {
+  dataset: string;
+  row: number;
+  page?: number;
+  reason: string;
+  path?: string;
+  value: string;
+}
+
+export interface Dataset {
+  dataset: string;
+  key: string;
+  kind: 'hash' | 'string' | 'table';
+  pipelineId: string;
+  rows: number | null;
+  runId: string | null;
+  updatedAt: string | null;
+  ageSeconds: number | null;
+  maxAgeSeconds: number;
+  status: 'fresh' | 'stale' | 'never';
+  reason?: string;
 }
 
 export interface RunsPage {

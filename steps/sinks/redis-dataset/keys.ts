@@ -4,6 +4,11 @@ import { NonRetryableError } from '../../../lib/errors';
 export const datasetKey = (dataset: string) => `cache:${dataset}`;
 export const metaKey = (dataset: string) => `cache:${dataset}:meta`;
 export const tmpKey = (dataset: string, runId: string) => `cache:${dataset}:tmp:${runId}`;
+/** The publish fence of one run's step: the highest attempt that has published (see
+ *  PUBLISH_ALL). Outside `cache:*`, which is the marketing site's. */
+export const fenceKey = (runId: string, step: string) => `etl:fence:${runId}:${step}`;
+/** Longer than any attempt can live (step timeouts are at most hours). */
+export const FENCE_TTL_MS = 7 * 24 * 60 * 60_000;
 
 /** An abandoned build (worker killed mid-write) expires on its own after this long; every
  *  write round refreshes it, so a slow but live build never loses its key. */

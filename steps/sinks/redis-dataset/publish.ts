@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { datasetKey, metaKey } from './keys';
-import { PUBLISH } from './scripts';
+import { StepAbortedError } from '../../../lib/errors';
+import { datasetKey, FENCE_TTL_MS, fenceKey, metaKey } from './keys';
+import { PUBLISH_ALL } from './scripts';
 
 export type DatasetShape = 'hash' | 'json';
 
@@ -28,11 +29,46 @@ export async function readDatasetMeta(redis: Redis, dataset: string): Promise<Da
   }
 }
 
-/** Swaps the build key `tmp` in as the dataset and writes its meta, in one script (see
- *  PUBLISH); fails, changing nothing, unless the build key holds `size` (hash fields, or
- *  bytes of the JSON string). */
-export async function publishDataset(redis: Redis, a: {
-  dataset: string; tmp: string; shape: DatasetShape; size: number; meta: DatasetMeta;
-}): Promise<void> {
-  await redis.eval(PUBLISH, 3, a.tmp, datasetKey(a.dataset), metaKey(a.dataset), JSON.stringify(a.meta), a.shape, String(a.size));
+/** One dataset ready to swap in: its build key holds `size` (hash fields, or bytes of the
+ *  JSON string). */
+export interface PublishItem {
+  dataset: string;
+  tmp: string;
+  shape: DatasetShape;
+  size: number;
+  meta: DatasetMeta;
+}
+
+/** The metas of several datasets in one round trip (null where none or unreadable). */
+export async function readDatasetMetas(redis: Redis, datasets: readonly string[]): Promise<(DatasetMeta | null)[]> {
+  if (datasets.length === 0) return [];
+  const raws = await redis.mget(...datasets.map(metaKey));
+  return raws.map((raw) => {
+    if (raw === null) return null;
+    try {
+      const parsed = datasetMetaSchema.safeParse(JSON.parse(raw));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  });
+}
+
+/** Swaps every build key in as its dataset and writes the metas, in one script (see
+ *  PUBLISH_ALL): all or nothing. With `fence`, refused (StepAbortedError) if a later
+ *  attempt of the same run's step has already published. */
+export async function publishDatasets(redis: Redis, items: readonly PublishItem[], fence?: { runId: string; step: string; attempt: number }): Promise<void> {
+  const keys = [fence ? fenceKey(fence.runId, fence.step) : 'etl:fence:none'];
+  const args = [fence ? String(fence.attempt) : '', String(FENCE_TTL_MS)];
+  for (const it of items) {
+    keys.push(it.tmp, datasetKey(it.dataset), metaKey(it.dataset));
+    args.push(JSON.stringify(it.meta), it.shape, String(it.size));
+  }
+  try {
+    await redis.eval(PUBLISH_ALL, keys.length, ...keys, ...args);
+  } catch (err) {
+    const m = /etl-fence: (.*)/.exec(String((err as Error).message));
+    if (m) throw new StepAbortedError(`not publishing: ${m[1]}`, 'cancelled');
+    throw err;
+  }
 }

@@ -49,23 +49,44 @@ export async function loadHashLoad(redis: Redis): Promise<string> {
   return await redis.script('LOAD', HASH_LOAD) as string;
 }
 
-/** The swap. A script rather than MULTI because MULTI does not roll back: if the build key
- *  had vanished (expired, deleted by hand) RENAME would fail inside EXEC while the meta SET
- *  still ran. Here nothing changes unless the build key holds exactly what we wrote. The old
- *  version is UNLINKed first because RENAME would free it synchronously (~0.5 s of blocked
- *  Redis per million hash fields). An empty hash does not exist as a key, so publishing 0
- *  rows leaves the dataset deleted.
- *  KEYS: build key, dataset key, meta key; ARGV: meta JSON, shape, expected size. */
-export const PUBLISH = `
-local size
-if ARGV[2] == 'hash' then size = redis.call('HLEN', KEYS[1]) else size = redis.call('STRLEN', KEYS[1]) end
-if size ~= tonumber(ARGV[3]) then
-  return redis.error_reply('ERR build key ' .. KEYS[1] .. ' holds ' .. size .. ', expected ' .. ARGV[3] .. ' (expired or modified?)')
+/** The swap of every dataset of one step attempt, and their metas, in one script: a
+ *  reader of several datasets (and their metas) never sees two runs' versions at once, and
+ *  either all of them change or none does. A script rather than MULTI because MULTI does
+ *  not roll back: if a build key had vanished (expired, deleted by hand) RENAME would fail
+ *  inside EXEC while the rest still ran. Here nothing changes unless every build key holds
+ *  exactly what was written, and unless the attempt fence allows it: KEYS[1] holds the
+ *  highest attempt of the run's step that has published; an older attempt (a zombie that
+ *  outlived its takeover) is refused, whatever it believes. Old versions are UNLINKed first
+ *  because RENAME would free them synchronously (~0.5 s of blocked Redis per million hash
+ *  fields). An empty hash does not exist as a key, so publishing 0 rows leaves the dataset
+ *  deleted.
+ *  KEYS: fence, then (build key, dataset key, meta key) per dataset;
+ *  ARGV: attempt ('' = unfenced), fence TTL ms, then (meta JSON, shape, expected size) per dataset. */
+export const PUBLISH_ALL = `
+local attempt = tonumber(ARGV[1])
+if attempt then
+  local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  if cur > attempt then
+    return redis.error_reply('ERR etl-fence: attempt ' .. attempt .. ' was superseded by attempt ' .. cur)
+  end
 end
-redis.call('UNLINK', KEYS[2])
-if size > 0 then
-  redis.call('RENAME', KEYS[1], KEYS[2])
-  redis.call('PERSIST', KEYS[2])
+local n = (#KEYS - 1) / 3
+for i = 0, n - 1 do
+  local tmp, shape, want = KEYS[2 + i * 3], ARGV[4 + i * 3], ARGV[5 + i * 3]
+  local size
+  if shape == 'hash' then size = redis.call('HLEN', tmp) else size = redis.call('STRLEN', tmp) end
+  if size ~= tonumber(want) then
+    return redis.error_reply('ERR build key ' .. tmp .. ' holds ' .. size .. ', expected ' .. want .. ' (expired or modified?)')
+  end
 end
-redis.call('SET', KEYS[3], ARGV[1])
-return size`;
+if attempt then redis.call('SET', KEYS[1], attempt, 'PX', ARGV[2]) end
+for i = 0, n - 1 do
+  local tmp, key, meta = KEYS[2 + i * 3], KEYS[3 + i * 3], KEYS[4 + i * 3]
+  redis.call('UNLINK', key)
+  if tonumber(ARGV[5 + i * 3]) > 0 then
+    redis.call('RENAME', tmp, key)
+    redis.call('PERSIST', key)
+  end
+  redis.call('SET', meta, ARGV[3 + i * 3])
+end
+return n`;

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asyncOf, REDIS_URL, uid } from '../../../test/helpers';
-import { NonRetryableError } from '../../../lib/errors';
-import { datasetKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, type WriteRedisDatasetArgs } from './index';
+import { NonRetryableError, StepAbortedError } from '../../../lib/errors';
+import { datasetKey, fenceKey, metaKey, readDatasetMeta, TMP_TTL_MS, tmpKey, writeRedisDataset, writeRedisDatasets, type WriteRedisDatasetArgs } from './index';
 
 // Real keys are cache:<dataset>; every dataset of this file lives under one random prefix.
 const PREFIX = uid('sinktest');
@@ -271,5 +271,43 @@ describe('writeRedisDataset', () => {
     const noKey = () => asyncOf([[row(1, 1)], [{ name: 'no id' }]]);
     await expect(write({ dataset, batches: noKey(), fieldsPerCommand: 1, commandsPerRound: 1 })).rejects.toThrow('row 2 has no id');
     expect(await snapshot(dataset)).toEqual({ dump: null, meta: null, tmp: [] });
+  });
+});
+
+describe('writeRedisDatasets: all datasets of a run together', () => {
+  const many = (names: string[], o: { runId: string; attempt?: number; counts: number[]; v: number }) => writeRedisDatasets({
+    redis, runId: o.runId, attempt: o.attempt, pipelineId: 'test.pipeline',
+    datasets: names.map((dataset, i) => ({ dataset, shape: 'hash' as const, keyField: 'id', batches: rows(o.counts[i]!, o.v) })),
+  });
+
+  it('one refused data check publishes none of them, and leaves no build key', async () => {
+    const names = [ds(), ds(), ds()];
+    await many(names, { runId: 'r1', counts: [100, 200, 300], v: 1 });
+    const before = await Promise.all(names.map(snapshot));
+    const err = await many(names, { runId: 'r2', counts: [100, 200, 100], v: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonRetryableError);
+    expect((err as Error).message).toBe(`dataset ${names[2]}: 100 rows is less than 50% of the last good run's 300 rows: refusing to publish (if the drop is genuine, lower minFractionOfLast, or set it to 0 to disable the check)`);
+    expect(await Promise.all(names.map(snapshot))).toEqual(before);
+    await many(names, { runId: 'r3', counts: [100, 200, 300], v: 3 });
+    expect((await redis.mget(...names.map(metaKey))).map((m) => JSON.parse(m!).runId)).toEqual(['r3', 'r3', 'r3']);
+  });
+
+  it('the swap script refuses an attempt older than one that already published', async () => {
+    const names = [ds(), ds()];
+    const runId = `fence-${uid('r')}`;
+    try {
+      await many(names, { runId, attempt: 2, counts: [10, 10], v: 2 });
+      const before = await Promise.all(names.map(snapshot));
+      const err = await many(names, { runId, attempt: 1, counts: [20, 20], v: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StepAbortedError);
+      expect((err as Error).message).toBe('not publishing: attempt 1 was superseded by attempt 2');
+      expect(await Promise.all(names.map(snapshot))).toEqual(before);
+      // The same or a later attempt may publish (a retry converges).
+      await many(names, { runId, attempt: 3, counts: [30, 30], v: 3 });
+      expect(await redis.hlen(datasetKey(names[0]!))).toBe(30);
+      expect(await redis.get(fenceKey(runId, 'write'))).toBe('3');
+    } finally {
+      await redis.unlink(fenceKey(runId, 'write'));
+    }
   });
 });
