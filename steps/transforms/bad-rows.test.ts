@@ -38,7 +38,7 @@ async function run(badRows: QueryConfig['badRows']) {
   const ctx = {
     runId, pipelineId: 'q.test', stepKey: 'transform', attempt: 1, signal: new AbortController().signal, config, params: {},
     input: { sandbox: false, datasets: { countries: await stage('countries', countries), airlines: await stage('airlines', airlines) } },
-    outputs: {}, checkpoint: null, saveCheckpoint: async () => {}, reportRows: () => {}, log: silentLog,
+    outputs: {}, checkpoint: null, saveCheckpoint: async () => {}, reportRows: () => {}, event: () => {}, progress: () => {}, log: silentLog,
     services: { db } as unknown as Services,
   } as unknown as Parameters<typeof queryTransformStep.run>[0];
   return { runId, result: queryTransformStep.run(ctx) };
