@@ -15,8 +15,8 @@ import { accessRoutes } from './routes/access';
 import { alertRoutes } from './routes/alerts';
 import { datasetRoutes } from './routes/datasets';
 import { opsRoutes } from './routes/ops';
-import { pipelineRoutes } from './routes/pipelines';
-import { runRoutes } from './routes/runs';
+import { pipelineActionRoutes, pipelineHistoryRoutes, pipelineReadRoutes } from './routes/pipelines';
+import { eventStreamRoutes, runActionRoutes, runReadRoutes } from './routes/runs';
 import { createReadCache } from './read-cache';
 import { mountWebPage } from './static';
 
@@ -57,7 +57,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   const cache = createReadCache(deps.subscribeEvents);
   const groups: RouteGroup[] = [
-    pipelineRoutes(deps, cache), runRoutes(deps, cache), datasetRoutes(deps), accessRoutes(deps), alertRoutes(deps), opsRoutes(deps, metrics),
+    pipelineReadRoutes(deps, cache), pipelineActionRoutes(deps, cache), pipelineHistoryRoutes(deps),
+    runReadRoutes(deps, cache), runActionRoutes(deps, cache), eventStreamRoutes(deps),
+    datasetRoutes(deps), accessRoutes(deps), alertRoutes(deps), opsRoutes(deps, metrics),
   ];
   let openapi: Record<string, unknown> | undefined;
   groups.push({

@@ -10,7 +10,10 @@ import { BadRequestError } from '../errors';
 import { route, type RouteGroup } from '../route';
 import * as s from '../schemas';
 
-/** Pipelines: list, one, trigger, enable, schedule, and their runs (SPEC §6). */
+/**
+ * Pipelines: list, one, trigger, enable, schedule, and their runs (SPEC §6). Three groups,
+ * mounted in this order by app.ts.
+ */
 
 const notFound = { description: 'no such pipeline', schema: s.ErrorResponse };
 const badInput = { description: 'invalid body or query', schema: s.ErrorResponse };
@@ -51,11 +54,9 @@ function nextFireCache(max = 1_000): (cron: string, tz: string) => Date | null {
   };
 }
 
-export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
-  const { db, engine } = deps;
-  const audit = createAudit(deps);
+/** A pipeline as the API shows it: config redacted, next fire time, sandbox flag, step keys. */
+function pipelinePresenter(deps: AppDeps) {
   const nextFire = nextFireCache();
-
   const present = async (p: PipelineView) => ({
     ...p,
     config: redactConfig(p.config) as Record<string, unknown>,
@@ -63,13 +64,18 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
     sandbox: (await deps.sandbox?.(p).catch(() => false)) ?? false,
     steps: deps.registry?.get(p.workflow)?.steps.map((x) => x.key) ?? [],
   });
-
   const load = async (id: string) => {
-    const p = await getPipelineWithLastRun(db.pool, id);
+    const p = await getPipelineWithLastRun(deps.db.pool, id);
     if (!p) throw new NotFoundError(`pipeline ${id}`);
     return present(p);
   };
+  return { present, load };
+}
 
+/** The pipeline list and one pipeline (cached reads). */
+export function pipelineReadRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
+  const { db } = deps;
+  const { present, load } = pipelinePresenter(deps);
   return {
     base: '/api/etl',
     routes: [
@@ -90,6 +96,18 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           return c.body(body!, 200, { 'content-type': 'application/json' });
         },
       }),
+    ],
+  };
+}
+
+/** Operator actions on a pipeline: trigger a run, enable or pause, change the schedule. */
+export function pipelineActionRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
+  const { db, engine } = deps;
+  const audit = createAudit(deps);
+  const { load } = pipelinePresenter(deps);
+  return {
+    base: '/api/etl',
+    routes: [
       route({
         method: 'POST', path: '/pipelines/:id/trigger', tag: 'pipelines', summary: 'Start a run now', operator: true,
         params: s.PipelineParams, body: s.TriggerBody,
@@ -136,6 +154,16 @@ export function pipelineRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           return c.json({ pipeline: await load(params.id) });
         },
       }),
+    ],
+  };
+}
+
+/** A pipeline's history: its runs (keyset pages) and the scheduler's tick log. */
+export function pipelineHistoryRoutes(deps: AppDeps): RouteGroup {
+  const { db } = deps;
+  return {
+    base: '/api/etl',
+    routes: [
       route({
         method: 'GET', path: '/pipelines/:id/runs', tag: 'runs', summary: 'Runs of a pipeline, newest first (keyset pages)',
         params: s.PipelineParams, query: s.RunsQuery,

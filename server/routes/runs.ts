@@ -12,26 +12,19 @@ import { createAudit } from '../audit';
 import { sessionLoader } from '../auth';
 import { createStreamSlots, streamEvents } from '../sse';
 
-/** Runs: the drilldown, operator actions, and the live event stream (SPEC §6). */
+/**
+ * Runs: the drilldown, operator actions, and the live event stream (SPEC §6). Three
+ * groups, mounted in this order by app.ts (which is also the OpenAPI document's order).
+ */
 
 const runNotFound = { description: 'no such run (or step)', schema: s.ErrorResponse };
 const badInput = { description: 'invalid body', schema: s.ErrorResponse };
 const accepted = { description: 'accepted; the run is queued again', schema: s.Accepted };
 const conflict = (why: string) => ({ description: why, schema: s.ErrorResponse });
 
-export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
-  const { db, engine } = deps;
-  const audit = createAudit(deps);
-  const slots = createStreamSlots(deps.sse?.maxStreams ?? 500);
-  const sessions = sessionLoader({ redis: deps.redis, operatorRoles: deps.config.operatorRoles });
-  /** A mutation's result, after forgetting what this process cached about the run. */
-  const changed = async <T>(runId: string, p: Promise<T>): Promise<T> => {
-    try {
-      return await p;
-    } finally {
-      cache.invalidateRun(runId);
-    }
-  };
+/** The drilldown: a run, one step, its event log and its rejects (cached reads). */
+export function runReadRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
+  const { db } = deps;
   return {
     base: '/api/etl',
     routes: [
@@ -85,6 +78,29 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           return c.json({ rowsRejected: r.rowsRejected, rejects: r.rejects.slice(0, query.limit ?? 100) });
         },
       }),
+    ],
+  };
+}
+
+/** A mutation's result, after forgetting what this process cached about the run. */
+function invalidatingRun(cache: ReadCache) {
+  return async <T>(runId: string, p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } finally {
+      cache.invalidateRun(runId);
+    }
+  };
+}
+
+/** Operator actions on runs: retry a step, resume, bulk resume, rerun from a step, cancel. */
+export function runActionRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
+  const { engine } = deps;
+  const audit = createAudit(deps);
+  const changed = invalidatingRun(cache);
+  return {
+    base: '/api/etl',
+    routes: [
       route({
         method: 'POST', path: '/runs/:runId/steps/:step/retry', tag: 'actions', summary: 'Retry a failed step; the run then continues',
         params: s.StepParams, body: s.RequeueBody, operator: true,
@@ -149,6 +165,17 @@ export function runRoutes(deps: AppDeps, cache: ReadCache): RouteGroup {
           return c.json(r, 202);
         },
       }),
+    ],
+  };
+}
+
+/** The live event stream (SSE); a session-authenticated stream ends when its session does. */
+export function eventStreamRoutes(deps: AppDeps): RouteGroup {
+  const slots = createStreamSlots(deps.sse?.maxStreams ?? 500);
+  const sessions = sessionLoader({ redis: deps.redis, operatorRoles: deps.config.operatorRoles });
+  return {
+    base: '/api/etl',
+    routes: [
       route({
         method: 'GET', path: '/events', tag: 'events', summary: 'Server-Sent Events: run and step status changes',
         query: s.EventsQuery,

@@ -10,10 +10,8 @@ import { NonRetryableError, RetryAfterError } from '../../lib/errors';
 import { createRateLimiter, type RateLimiter } from '../rate-limit';
 import { readStaged } from '../staging';
 import { YespoTransientError } from '../../lib/errors';
-import {
-  fetchContactsPage, paginateContacts, parseRetryAfter, yespoPaginateStep,
-  type PageInfo, type PaginateOptions, type YespoPaginateConfig, type YespoServices,
-} from './yespo';
+import { fetchContactsPage, paginateContacts, parseRetryAfter, type PageInfo, type PaginateOptions } from './yespo-client';
+import { yespoPaginateStep, type YespoPaginateConfig, type YespoServices } from './yespo';
 import { normaliseContact, parseContacts } from './yespo-schema';
 
 // Real HTTP against the local Yespo fake, the real Redis limiter, real Postgres staging.

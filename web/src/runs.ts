@@ -35,21 +35,93 @@ function runRow(r: Run): HTMLTableRowElement {
   );
 }
 
-export function runsView(root: HTMLElement, pipelineId: string): View {
-  const head = h('div', { class: 'pipeline-meta' });
-  const filter = h('select', { class: 'input', 'data-testid': 'status-filter', 'aria-label': 'Filter by status' },
+function statusFilter(): HTMLSelectElement {
+  return h('select', { class: 'input', 'data-testid': 'status-filter', 'aria-label': 'Filter by status' },
     h('option', { value: '' }, 'All statuses'), RUN_STATUSES.map((s) => h('option', { value: s }, s)));
-  const runBtn = guard(h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': `run-now-${pipelineId}` }, 'Run now'));
-  const notice = h('div', { class: 'notice', hidden: true });
-  const body = h('div', null, loadingBlock());
-  const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true }, 'Load more');
-  const history = historyPanels(pipelineId);
+}
+
+/** The view's frame: crumbs, title and toolbar, then the parts filled in as data arrives. */
+function runsLayout(root: HTMLElement, pipelineId: string) {
+  const parts = {
+    head: h('div', { class: 'pipeline-meta' }),
+    filter: statusFilter(),
+    runBtn: guard(h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': `run-now-${pipelineId}` }, 'Run now')),
+    notice: h('div', { class: 'notice', hidden: true }),
+    body: h('div', null, loadingBlock()),
+    more: h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true }, 'Load more'),
+    history: historyPanels(pipelineId),
+  };
+  const { head, filter, runBtn, notice, body, more, history } = parts;
   replaceChildren(
     root,
     h('nav', { class: 'crumbs' }, h('a', { href: '#/' }, 'Pipelines'), ' / ', h('span', { class: 'mono' }, pipelineId)),
     h('div', { class: 'view-head' }, h('h1', { class: 'mono' }, pipelineId), h('div', { class: 'toolbar' }, filter, runBtn)),
     head, history.el, notice, body, h('div', { class: 'more' }, more),
   );
+  return parts;
+}
+
+/** Sandbox badge, description, schedule and whether it is enabled. */
+function pipelineFacts(p: Pipeline): (HTMLElement | null)[] {
+  return [
+    p.sandbox ? h('span', { class: 'badge badge-sandbox', 'data-testid': `sandbox-${p.id}` }, 'sandbox') : null,
+    p.description ? h('span', { class: 'muted' }, p.description) : null,
+    h('span', { class: 'muted small' }, h('span', { class: 'mono' }, p.cron), ` · ${p.timezone} · ${p.enabled ? 'enabled' : 'paused'}`),
+  ];
+}
+
+function loadPipelineFacts(pipelineId: string, head: HTMLElement, alive: () => boolean): void {
+  api.getPipeline(pipelineId).then((p) => { if (alive()) replaceChildren(head, pipelineFacts(p)); }, (err) => {
+    if (alive()) replaceChildren(head, h('span', { class: 'text-red small' }, `Pipeline: ${errorMessage(err)}`));
+  });
+}
+
+function noRuns(status: string): HTMLElement {
+  return emptyBlock(status ? `No ${status} runs` : 'No runs yet', status ? 'Try another status filter.' : 'Use "Run now" to start one.');
+}
+
+function runsTable(runs: Run[]): HTMLElement {
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'table table-cards runs', 'data-testid': 'runs-table' },
+    h('thead', null, h('tr', null, ['Run', 'Status', 'Trigger', 'Started', 'Duration', 'Rows in / out', 'Error'].map((t) => h('th', null, t)))),
+    h('tbody', null, runs.map(runRow))));
+}
+
+/** A fresh first page over pages already loaded: the first page replaces or prepends. */
+function mergeFirstPage(runs: Run[], firstPage: Run[]): Run[] {
+  const fresh = new Set(firstPage.map((r) => r.id));
+  return [...firstPage, ...runs.filter((r) => !fresh.has(r.id) && !isNewer(r, firstPage))];
+}
+
+/** A later page after the runs loaded so far, without the ones already shown. */
+function appendPage(runs: Run[], page: Run[]): Run[] {
+  const have = new Set(runs.map((r) => r.id));
+  return [...runs, ...page.filter((r) => !have.has(r.id))];
+}
+
+// a run missing from a fresh first page but newer than its last entry left the filter
+function isNewer(r: Run, firstPage: Run[]): boolean {
+  const last = firstPage[firstPage.length - 1];
+  return firstPage.length >= PAGE && !!last && r.createdAt > last.createdAt;
+}
+
+function showNotice(notice: HTMLElement, text: string): void {
+  notice.hidden = false;
+  notice.textContent = text;
+}
+
+async function runNow(pipelineId: string, runBtn: HTMLButtonElement, refresh: () => Promise<void>): Promise<void> {
+  setBusy(runBtn, true);
+  const r = await confirmAndRun(
+    { title: `Run ${pipelineId} now?`, message: `Starts a manual run of ${pipelineId} immediately.`, okLabel: 'Run now' },
+    () => api.trigger(pipelineId),
+    (res) => [`Run started. `, h('a', { href: `#/runs/${encodeURIComponent(res.runId)}` }, 'Open run')],
+  );
+  setBusy(runBtn, false);
+  if (r) void refresh();
+}
+
+export function runsView(root: HTMLElement, pipelineId: string): View {
+  const { head, filter, runBtn, notice, body, more, history } = runsLayout(root, pipelineId);
 
   let runs: Run[] = [];
   let cursor: string | null = null;
@@ -58,23 +130,9 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
   let seq = 0;
   let loaded = false;
 
-  function renderHead(p: Pipeline): void {
-    replaceChildren(head,
-      p.sandbox ? h('span', { class: 'badge badge-sandbox', 'data-testid': `sandbox-${p.id}` }, 'sandbox') : null,
-      p.description ? h('span', { class: 'muted' }, p.description) : null,
-      h('span', { class: 'muted small' }, h('span', { class: 'mono' }, p.cron), ` · ${p.timezone} · ${p.enabled ? 'enabled' : 'paused'}`),
-    );
-  }
-
   function render(): void {
     more.hidden = !cursor;
-    if (runs.length === 0) {
-      replaceChildren(body, emptyBlock(filter.value ? `No ${filter.value} runs` : 'No runs yet', filter.value ? 'Try another status filter.' : 'Use "Run now" to start one.'));
-      return;
-    }
-    replaceChildren(body, h('div', { class: 'table-wrap' }, h('table', { class: 'table table-cards runs', 'data-testid': 'runs-table' },
-      h('thead', null, h('tr', null, ['Run', 'Status', 'Trigger', 'Started', 'Duration', 'Rows in / out', 'Error'].map((t) => h('th', null, t)))),
-      h('tbody', null, runs.map(runRow)))));
+    replaceChildren(body, runs.length === 0 ? noRuns(filter.value) : runsTable(runs));
   }
 
   async function refresh(): Promise<void> {
@@ -84,9 +142,7 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
       const page = await api.listRuns(pipelineId, { limit: PAGE, status: filter.value || null });
       if (!alive || my !== seq) return;
       if (loadedExtra) {
-        // keep older pages already loaded; replace/prepend what the first page says
-        const fresh = new Set(page.runs.map((r) => r.id));
-        runs = [...page.runs, ...runs.filter((r) => !fresh.has(r.id) && !isNewer(r, page.runs))];
+        runs = mergeFirstPage(runs, page.runs);
       } else {
         runs = page.runs;
         cursor = page.nextCursor;
@@ -97,18 +153,11 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     } catch (err) {
       if (!alive || my !== seq) return;
       if (loaded) {
-        notice.hidden = false;
-        notice.textContent = `Could not refresh: ${errorMessage(err)}`;
+        showNotice(notice, `Could not refresh: ${errorMessage(err)}`);
       } else {
         replaceChildren(body, errorBlock(err, () => { replaceChildren(body, loadingBlock()); void refresh(); }));
       }
     }
-  }
-
-  // a run missing from a fresh first page but newer than its last entry left the filter
-  function isNewer(r: Run, firstPage: Run[]): boolean {
-    const last = firstPage[firstPage.length - 1];
-    return firstPage.length >= PAGE && !!last && r.createdAt > last.createdAt;
   }
 
   async function loadMore() {
@@ -117,14 +166,12 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     try {
       const page = await api.listRuns(pipelineId, { limit: PAGE, cursor, status: filter.value || null });
       if (!alive) return;
-      const have = new Set(runs.map((r) => r.id));
-      runs = [...runs, ...page.runs.filter((r) => !have.has(r.id))];
+      runs = appendPage(runs, page.runs);
       cursor = page.nextCursor;
       loadedExtra = true;
       render();
     } catch (err) {
-      notice.hidden = false;
-      notice.textContent = `Could not load more: ${errorMessage(err)}`;
+      showNotice(notice, `Could not load more: ${errorMessage(err)}`);
     } finally {
       setBusy(more, false);
     }
@@ -141,21 +188,9 @@ export function runsView(root: HTMLElement, pipelineId: string): View {
     void refresh();
   });
 
-  async function runNow() {
-    setBusy(runBtn, true);
-    const r = await confirmAndRun(
-      { title: `Run ${pipelineId} now?`, message: `Starts a manual run of ${pipelineId} immediately.`, okLabel: 'Run now' },
-      () => api.trigger(pipelineId),
-      (res) => [`Run started. `, h('a', { href: `#/runs/${encodeURIComponent(res.runId)}` }, 'Open run')],
-    );
-    setBusy(runBtn, false);
-    if (r) void refresh();
-  }
-  runBtn.addEventListener('click', () => void runNow()); // confirmAndRun reports its own errors
+  runBtn.addEventListener('click', () => void runNow(pipelineId, runBtn, refresh)); // confirmAndRun reports its own errors
 
-  api.getPipeline(pipelineId).then((p) => { if (alive) renderHead(p); }, (err) => {
-    if (alive) replaceChildren(head, h('span', { class: 'text-red small' }, `Pipeline: ${errorMessage(err)}`));
-  });
+  loadPipelineFacts(pipelineId, head, () => alive);
   void refresh();
 
   return {
