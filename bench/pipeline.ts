@@ -90,9 +90,9 @@ async function benchMirror(db: ReturnType<typeof createDatabase>, n: number): Pr
   const cols = ['project_id', 'name', 'status', 'owner_email', 'budget_usd'];
   const lost = Math.round(n * 0.03);
   const project = (i: number, v: number) => ({ project_id: `prj-${i}`, name: `customer-${i}${v ? ' v2' : ''}`, status: ['Kyiv', 'Lisbon', 'Tokyo'][i % 3], owner_email: `${i % 97}@example.com`, budget_usd: (i % 100_000) / 100 });
-  const source = (from: number, changed: (i: number) => boolean) => async function* () {
+  const source = (from: number, changed: (i: number) => boolean) => () => asyncOf((function* () {
     for (let i = from; i < from + n; i += 10_000) yield Array.from({ length: Math.min(10_000, from + n - i) }, (_, k) => project(i + k, changed(i + k) ? 1 : 0));
-  };
+  })());
   const mirror = (batches: AsyncIterable<Record<string, unknown>[]>) => upsertRows({
     db, table: 'bq_projects', keyColumns: ['project_id'], columns: cols, batches, runId: '00000000-0000-4000-8000-000000000001', deleteMissing: true,
   });
@@ -165,7 +165,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
 
   // Stage alone: reading the source.
   const ch = createClickHouse({ url: chUrl, credential: null });
-  let t0 = now();
+  const t0 = now();
   let read = 0;
   for await (const b of clickHouseBatches(ch, benchSql(N), { batchSize: 10_000 })) read += b.length;
   const sourceRps = read / ((now() - t0) / 1000);

@@ -17,8 +17,13 @@ export interface FreshnessPipelineRow {
   lastRun: { id: string; status: string; error: string | null; createdAt: Date; finishedAt: Date | null } | null;
 }
 
+/** json_build_object's timestamps arrive as ISO strings, not Dates. */
+interface FreshnessQueryRow extends Omit<FreshnessPipelineRow, 'lastRun'> {
+  lastRun: { id: string; status: string; error: string | null; createdAt: string; finishedAt: string | null } | null;
+}
+
 export async function pipelinesForFreshness(q: Q): Promise<FreshnessPipelineRow[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<FreshnessQueryRow>(
     `select p.id, p.cron, p.timezone, p.enabled, p.config,
        (select json_build_object('id', r.id, 'status', r.status, 'error', r.error, 'createdAt', r.created_at, 'finishedAt', r.finished_at)
         from etl_runs r where r.pipeline_id = p.id order by r.created_at desc nulls last, r.id desc nulls last limit 1) as "lastRun"
@@ -57,18 +62,18 @@ const TABLE = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export async function tableSinkState(q: Q, table: string): Promise<TableSinkState | null> {
   if (!TABLE.test(table)) return null;
-  const { rows } = await q.query(
+  const { rows } = await q.query<TableSinkState>(
     `select rows, run_id as "runId", updated_at as "updatedAt" from etl_table_sinks where table_name = $1`, [table]);
   if (rows[0]) return rows[0];
-  const exists = await q.query('select to_regclass($1) is not null as ok', [table]);
+  const exists = await q.query<{ ok: boolean }>('select to_regclass($1) is not null as ok', [table]);
   if (!exists.rows[0]?.ok) return null;
   let r: { rows: number; updatedAt: Date | null; runId: string | null };
   try {
     // The sinks' bookkeeping columns (see bq_projects in schema.ts).
-    r = (await q.query(`select count(*)::int as rows, max(synced_at) as "updatedAt",
+    r = (await q.query<{ rows: number; updatedAt: Date | null; runId: string | null }>(`select count(*)::int as rows, max(synced_at) as "updatedAt",
        (select last_run_id from "${table}" order by synced_at desc limit 1) as "runId" from "${table}"`)).rows[0];
   } catch {
-    r = { ...(await q.query(`select count(*)::int as rows from "${table}"`)).rows[0], updatedAt: null, runId: null };
+    r = { ...(await q.query<{ rows: number }>(`select count(*)::int as rows from "${table}"`)).rows[0], updatedAt: null, runId: null };
   }
   return { rows: r.rows, runId: r.runId ?? null, updatedAt: r.rows > 0 ? r.updatedAt : null };
 }

@@ -75,7 +75,7 @@ export async function recordRejects(q: Q, a: { runId: string; stepKey: string; t
 /** The step's count and samples in source order; null when the run has no such step. */
 export async function listRejects(q: Q, runId: string, stepKey: string): Promise<{ rowsRejected: number; rejects: RejectView[] } | null> {
   if (!isUuid(runId)) return null;
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ rows_rejected: number | null; rejects: (Omit<RejectView, 'page' | 'path'> & { page: number | null; path: string | null })[] }>(
     `select s.rows_rejected,
        coalesce((select json_agg(json_build_object('dataset', r.dataset, 'row', r.row, 'page', r.page, 'reason', r.reason,
          'path', r.path, 'value', r.value) order by r.created_at, r.dataset, r.row)
@@ -85,7 +85,7 @@ export async function listRejects(q: Q, runId: string, stepKey: string): Promise
   );
   const row = rows[0];
   if (!row) return null;
-  const rejects = (row.rejects as (Omit<RejectView, 'page' | 'path'> & { page: number | null; path: string | null })[]).map((r) => ({
+  const rejects = row.rejects.map((r) => ({
     dataset: r.dataset, row: r.row, ...(r.page != null ? { page: r.page } : {}), reason: redact(r.reason),
     ...(r.path != null ? { path: r.path } : {}), value: redact(r.value, { max: MAX_VALUE_CHARS }),
   }));

@@ -49,10 +49,15 @@ export interface AttemptEvents {
   events: StepEvent[];
 }
 
+interface AttemptRow {
+  key: string; attempt: number; status: string; started_at: string; finished_at: string | null; events_dropped: number; events: StepEvent[];
+}
+
 /** Every attempt's log of one step (or one attempt's), newest attempt first. Null when
  *  the run has no such step. */
 export async function listStepEvents(q: Q, runId: string, key: string, attempt?: number): Promise<AttemptEvents[] | null> {
-  const { rows } = await q.query(
+  // A step with no (matching) attempt comes back as one row with null attempt columns (the left join).
+  const { rows } = await q.query<AttemptRow | (Record<Exclude<keyof AttemptRow, 'key'>, null> & { key: string })>(
     `select s.key, a.attempt, a.status, to_char(a.started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
        to_char(a.finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at, a.events_dropped, a.events
      from etl_run_steps s left join etl_step_attempts a
@@ -62,7 +67,7 @@ export async function listStepEvents(q: Q, runId: string, key: string, attempt?:
     [runId, key, attempt ?? null],
   );
   if (rows.length === 0) return null;
-  return rows.filter((r) => r.attempt !== null).map((r) => ({
+  return rows.filter((r): r is AttemptRow => r.attempt !== null).map((r) => ({
     attempt: r.attempt, status: r.status, startedAt: r.started_at, finishedAt: r.finished_at, dropped: r.events_dropped, events: r.events,
   }));
 }

@@ -101,6 +101,15 @@ export interface StageMergeResult {
   deleted: number;
 }
 
+/** mergeSql's one row. count(*) is a bigint, which pg returns as a string; the literal 0
+ *  of a non-mirror merge is an int. */
+interface MergeCounts {
+  distinct_rows: string;
+  inserted: string;
+  updated: string;
+  deleted: string | number;
+}
+
 /**
  * The set-based merge. src: DISTINCT ON over the ordinal, so the last row of a key wins and
  * ON CONFLICT never sees a key twice ("cannot affect row a second time"); the sort runs in
@@ -204,7 +213,7 @@ export async function copyAndMerge(pool: pg.Pool, a: {
     // Without statistics the planner guesses 200 distinct keys and joins by a million index
     // lookups; a sampled ANALYZE costs a fraction of a second and gets a hash join.
     await client.query(`analyze ${STAGE}`);
-    const { rows } = await cancellable(pool, pid, a.signal, () => client.query(mergeSql(t, !!a.deleteMissing), t.table.runIdColumn ? [a.runId] : []));
+    const { rows } = await cancellable(pool, pid, a.signal, () => client.query<MergeCounts>(mergeSql(t, !!a.deleteMissing), t.table.runIdColumn ? [a.runId] : []));
     // A mirror holds exactly the distinct staged keys now.
     if (a.deleteMissing && a.pipelineId) await recordTableSink(client, { table: t.table.name, pipelineId: a.pipelineId, runId: a.runId, rows: Number(rows[0].distinct_rows) });
     // A cancel that arrived just after the merge still wins: nothing is committed.

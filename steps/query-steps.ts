@@ -86,7 +86,7 @@ export function queryFetchStep(kind: SourceKind) {
           }
         }
         datasets[ds.name] = await out.close();
-        const ref = datasets[ds.name]!;
+        const ref = datasets[ds.name];
         ctx.event('staged', `${ds.name}: ${ref.rows} rows staged in ${ref.chunks} chunks`, { dataset: ds.name, rows: ref.rows, chunks: ref.chunks });
       }
       return { sandbox: src.sandbox, datasets };
@@ -128,7 +128,7 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
         }
         // Staged ready to publish: the write step sends these lines as they are.
         await out.writeBytes(v.data, v.rows - v.bad);
-        ctx.reportRows({ in: rowsIn, out: rowsIn - badRows });
+        ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
       }
       const staged = datasets[ds.name] = await out.close(keyed ? 'keyed' : 'json');
       ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });

@@ -35,12 +35,14 @@ let failSwap = false;
 const ds = (name: string) => `${prefix}:${name}`;
 const key = (name: string) => `cache:${ds(name)}`;
 const REFERENCE = ['bq:reference:countries', 'bq:reference:airports', 'bq:reference:airlines'];
-const seedConfig = (id: string) => structuredClone(pipelineSeeds.find((p) => p.id === id)!.config) as Record<string, any>;
+/** The fields of a query pipeline's seed config these tests change. */
+type SeedConfig = Record<string, unknown> & { datasets: { dataset: string; sql: string }[] };
+const seedConfig = (id: string) => structuredClone(pipelineSeeds.find((p) => p.id === id)!.config) as SeedConfig;
 
 beforeAll(async () => {
   bq = await startBigQueryEmulator({ tables: sandboxBigQueryTables({ projects: 3_000 }) });
   const seeds = pipelineSeeds.filter((p) => p.id.startsWith('bq.')).map((p) => {
-    const c = structuredClone(p.config) as Record<string, any>;
+    const c = structuredClone(p.config) as SeedConfig;
     for (const d of c.datasets) d.dataset = ds(d.dataset);
     return { ...p, config: c };
   });
@@ -48,7 +50,7 @@ beforeAll(async () => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const flaky = new Proxy(redis, {
     get(target, prop) {
-      if (prop === 'eval' && failSwap) return async () => { throw new Error('Connection is closed (injected)'); };
+      if (prop === 'eval' && failSwap) return () => Promise.reject(new Error('Connection is closed (injected)'));
       const v = Reflect.get(target, prop, target);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -208,7 +210,7 @@ describe('the publish fence', () => {
     return queryWriteStep.run({
       runId, pipelineId: 'bq.projects', stepKey: 'write', attempt, signal: new AbortController().signal, config,
       params: {}, input: queryWriteStep.input!.parse(claimed.outputs.transform), outputs: claimed.outputs, checkpoint: null,
-      saveCheckpoint: async () => {}, reportRows: () => {}, services, log: silentLog,
+      saveCheckpoint: async () => {}, reportRows: () => {}, event: () => {}, progress: () => {}, services, log: silentLog,
     });
   }
 
@@ -265,9 +267,9 @@ describe('a worker killed between two dataset builds', () => {
     });
     children.push(child);
     let err = '';
-    child.stderr!.on('data', (d) => (err += d));
+    child.stderr.on('data', (d) => (err += d));
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.once('exit', (code) => reject(new Error(`pipeline worker exited ${code}: ${err.slice(-2000)}`)));
     });
     return child;
@@ -278,13 +280,13 @@ describe('a worker killed between two dataset builds', () => {
     const e = createEngine({ db, redis, queueName, registry: defaultRegistry(), log: silentLog });
     try {
       const before = await snapshot(REFERENCE);
-      const oldRunId = (await meta(REFERENCE[0]!)).runId;
+      const oldRunId = (await meta(REFERENCE[0])).runId;
       const mark = `${prefix}:paused`;
       const a = await spawnWorker(queueName, { PAUSE_BUILD: 'airports', MARK_KEY: mark });
       const { runId } = await e.trigger('bq.reference');
       await waitFor(async () => (await redis.get(mark)) === String(a.pid), { timeoutMs: 60_000, what: 'the write to pause before airports' });
       // countries is built (under its build key), airports not started: kill here.
-      expect(await redis.hlen(`${key(REFERENCE[0]!)}:tmp:${runId}.a1`)).toBeGreaterThan(0);
+      expect(await redis.hlen(`${key(REFERENCE[0])}:tmp:${runId}.a1`)).toBeGreaterThan(0);
       const exited = new Promise((r) => a.once('exit', r));
       a.kill('SIGKILL');
       await exited;

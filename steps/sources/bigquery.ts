@@ -60,7 +60,7 @@ export async function* bigQueryPages(bq: BigQuery, sql: string, opts: {
     pageToken = next?.pageToken;
   } while (pageToken);
   if (received !== total) {
-    throw new Error(`BigQuery result ended early: ${received.toLocaleString('en-US')} of ${total!.toLocaleString('en-US')} rows received (totalRows)`);
+    throw new Error(`BigQuery result ended early: ${received.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} rows received (totalRows)`);
   }
 }
 

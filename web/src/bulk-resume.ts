@@ -14,7 +14,7 @@ function reasons(skipped: { reason: string }[]): string {
 
 export function bulkResumeButton(after: () => void): HTMLButtonElement {
   const btn = guard(h('button', { type: 'button', class: 'btn', 'data-testid': 'bulk-resume' }, 'Resume failed runs'));
-  btn.addEventListener('click', async () => {
+  const resumeFailed = async () => {
     setBusy(btn, true);
     try {
       const dry = await api.bulkResume({ status: ['failed'], dryRun: true });
@@ -33,6 +33,7 @@ export function bulkResumeButton(after: () => void): HTMLButtonElement {
     } finally {
       setBusy(btn, false);
     }
-  });
+  };
+  btn.addEventListener('click', () => void resumeFailed()); // resumeFailed reports its own errors
   return btn;
 }

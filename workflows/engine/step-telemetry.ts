@@ -16,9 +16,11 @@ import type { EventBus } from './events';
 export const FLUSH_MS = 5_000;
 export const PROGRESS_MS = 1_000;
 
+/** event and progress are plain functions (no `this`): the runner hands them to the step
+ *  context as they are. */
 export interface StepTelemetry {
-  event(type: string, message: string, data?: Record<string, unknown>): void;
-  progress(p: StepProgress): void;
+  event: (type: string, message: string, data?: Record<string, unknown>) => void;
+  progress: (p: StepProgress) => void;
   /** Takes what is buffered (the caller writes it, e.g. with a checkpoint save). */
   drain(): EventBatch;
   /** Writes what is buffered now. Never throws: the log is a view, not state. */

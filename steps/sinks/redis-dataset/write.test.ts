@@ -277,7 +277,7 @@ describe('writeRedisDataset', () => {
 describe('writeRedisDatasets: all datasets of a run together', () => {
   const many = (names: string[], o: { runId: string; attempt?: number; counts: number[]; v: number }) => writeRedisDatasets({
     redis, runId: o.runId, attempt: o.attempt, pipelineId: 'test.pipeline',
-    datasets: names.map((dataset, i) => ({ dataset, shape: 'hash' as const, keyField: 'id', batches: rows(o.counts[i]!, o.v) })),
+    datasets: names.map((dataset, i) => ({ dataset, shape: 'hash' as const, keyField: 'id', batches: rows(o.counts[i], o.v) })),
   });
 
   it('one refused data check publishes none of them, and leaves no build key', async () => {
@@ -304,7 +304,7 @@ describe('writeRedisDatasets: all datasets of a run together', () => {
       expect(await Promise.all(names.map(snapshot))).toEqual(before);
       // The same or a later attempt may publish (a retry converges).
       await many(names, { runId, attempt: 3, counts: [30, 30], v: 3 });
-      expect(await redis.hlen(datasetKey(names[0]!))).toBe(30);
+      expect(await redis.hlen(datasetKey(names[0]))).toBe(30);
       expect(await redis.get(fenceKey(runId, 'write'))).toBe('3');
     } finally {
       await redis.unlink(fenceKey(runId, 'write'));

@@ -63,7 +63,7 @@ export interface WriteRedisDatasetResult {
 
 export async function writeRedisDataset(a: WriteRedisDatasetArgs): Promise<WriteRedisDatasetResult> {
   const [r] = await writeRedisDatasets({ ...a, datasets: [a] });
-  return r!;
+  return r;
 }
 
 /** One dataset of a run's publish (see writeRedisDatasets). */
@@ -113,7 +113,7 @@ export async function writeRedisDatasets(a: WriteRedisDatasetsArgs): Promise<Wri
     built.forEach((b, i) => { b.lastRows = metas[i]?.rows ?? null; });
     for (const [i, b] of built.entries()) {
       try {
-        checkRowCount(b.rows, b.lastRows, a.datasets[i]!.check ?? a.check);
+        checkRowCount(b.rows, b.lastRows, a.datasets[i].check ?? a.check);
       } catch (err) {
         if (built.length > 1 && err instanceof NonRetryableError) throw new NonRetryableError(`dataset ${b.dataset}: ${err.message}`, err.details);
         throw err;
