@@ -22,8 +22,8 @@ describe('step event log', () => {
     await appendStepEvents(db.pool, { runId, key: 'fetch', attempt: 2, events: [ev(0)], dropped: 0 });
     const all = (await listStepEvents(db.pool, runId, 'fetch'))!;
     expect(all.map((a) => [a.attempt, a.events.length, a.dropped])).toEqual([[2, 1, 0], [1, STEP_EVENTS_MAX, 57]]);
-    expect(all[1]!.events[0]!.message).toBe('page 50');
-    expect(all[1]!.events.at(-1)!.message).toBe('page 249');
+    expect(all[1].events[0].message).toBe('page 50');
+    expect(all[1].events.at(-1)!.message).toBe('page 249');
     expect((await listStepEvents(db.pool, runId, 'fetch', 2))!.map((a) => a.attempt)).toEqual([2]);
     expect(await listStepEvents(db.pool, runId, 'nope')).toBeNull();
     expect(await listStepEvents(db.pool, runId, 'fetch', 9)).toEqual([]);

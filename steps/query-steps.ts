@@ -81,7 +81,7 @@ export function queryFetchStep(kind: SourceKind) {
           }
         }
         datasets[ds.name] = await out.close();
-        const ref = datasets[ds.name]!;
+        const ref = datasets[ds.name];
         ctx.event('staged', `${ds.name}: ${ref.rows} rows staged in ${ref.chunks} chunks`, { dataset: ds.name, rows: ref.rows, chunks: ref.chunks });
       }
       return { sandbox: src.sandbox, datasets };

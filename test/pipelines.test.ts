@@ -157,7 +157,7 @@ describe('the five pipelines, end to end', () => {
     await updatePipeline(db.pool, 'ch.top_dests', { config: empty });
     const refused = await runToEnd('ch.top_dests', 'failed');
     const [writeLog] = (await listStepEvents(db.pool, refused.runId, 'write'))!;
-    expect(writeLog!.events.find((e) => e.type === 'check')).toMatchObject({ data: { passed: false, check: 'row_count', rows: 0 } });
+    expect(writeLog.events.find((e) => e.type === 'check')).toMatchObject({ data: { passed: false, check: 'row_count', rows: 0 } });
     expect(refused.steps[2].error).toMatch(/0 rows/);
     await updatePipeline(db.pool, 'ch.top_dests', { config: original });
     expect(await redis.dump(key('ch:top_dests'))).toEqual(before.value);
@@ -193,26 +193,26 @@ describe('the five pipelines, end to end', () => {
     const { runId } = await runToEnd('yespo.brand_b');
     yespo.setFaults({ rules: [] });
     const [paginate] = (await listStepEvents(db.pool, runId, 'paginate'))!;
-    const pages = paginate!.events.filter((e) => e.type === 'page');
+    const pages = paginate.events.filter((e) => e.type === 'page');
     expect(pages.map((e) => e.data!['startindex'])).toEqual([1, 501, 1001, 1501, 2001]);
     expect(pages.map((e) => e.data!['rows'])).toEqual([500, 500, 500, 500, 345]);
     expect(pages.every((e) => typeof e.data!['ms'] === 'number' && !Number.isNaN(Date.parse(e.at)))).toBe(true);
-    const limited = paginate!.events.filter((e) => e.type === 'rate_limited');
+    const limited = paginate.events.filter((e) => e.type === 'rate_limited');
     expect(limited).toEqual([expect.objectContaining({ data: { startindex: 1001, waitMs: 1_000, retryAfterMs: 1_000 } })]);
     // rate_limited comes between page 2 and page 3
-    expect(paginate!.events.map((e) => e.type).slice(0, 4)).toEqual(['page', 'page', 'rate_limited', 'page']);
+    expect(paginate.events.map((e) => e.type).slice(0, 4)).toEqual(['page', 'page', 'rate_limited', 'page']);
     const [write] = (await listStepEvents(db.pool, runId, 'write'))!;
-    expect(write!.events.map((e) => e.type)).toEqual(['check', 'published']);
+    expect(write.events.map((e) => e.type)).toEqual(['check', 'published']);
     expect(JSON.stringify([paginate, write])).not.toContain(YESPO_KEYS.brand_b);
   });
 
   it('event log: a query pipeline stages, checks and publishes', async () => {
     const { runId } = await runToEnd('ch.top_dests');
-    const types = async (step: string) => (await listStepEvents(db.pool, runId, step))![0]!.events.map((e) => e.type);
+    const types = async (step: string) => (await listStepEvents(db.pool, runId, step))![0].events.map((e) => e.type);
     expect(await types('fetch')).toEqual(['staged']);
     expect(await types('transform')).toEqual(['staged']);
     expect(await types('write')).toEqual(['check', 'published']);
     const [write] = (await listStepEvents(db.pool, runId, 'write'))!;
-    expect(write!.events[1]!.data).toMatchObject({ keys: [key('ch:top_dests'), `${key('ch:top_dests')}:meta`] });
+    expect(write.events[1].data).toMatchObject({ keys: [key('ch:top_dests'), `${key('ch:top_dests')}:meta`] });
   });
 });

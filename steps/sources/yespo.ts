@@ -139,8 +139,10 @@ export async function paginateContacts(o: PaginateOptions): Promise<{ pages: num
 }
 
 /** Marks an error that must not be retried here (it fails the attempt at once). */
-class Final {
-  constructor(readonly err: unknown) {}
+class Final extends Error {
+  constructor(readonly err: unknown) {
+    super('final');
+  }
 }
 
 async function fetchWithRetry(o: PaginateOptions, startIndex: number): Promise<unknown[]> {
@@ -283,7 +285,7 @@ export const yespoPaginateStep = defineStep<YespoServices, YespoPaginateConfig, 
     const limiter = createRateLimiter(ctx.services.redis, { key: rateLimitKey('yespo', endpoint.apiKey), ratePerSec });
     await paginateContacts({
       baseUrl: endpoint.baseUrl, apiKey: endpoint.apiKey, groupId, pageSize, startIndex: cp.nextStartIndex,
-      limiter, signal: ctx.signal, log: ctx.log, onEvent: ctx.event,
+      limiter, signal: ctx.signal, log: ctx.log, onEvent: (type, message, data) => ctx.event(type, message, data),
       async onPage(page, info) {
         const parsed = parseContacts(page, { skipBad: skipBadRows, offset: info.startIndex - 1 });
         if (parsed.bad) ctx.log.warn({ bad: parsed.bad, firstError: parsed.firstError }, 'skipped malformed Yespo contacts');

@@ -14,7 +14,8 @@ function reasons(skipped: { reason: string }[]): string {
 
 export function bulkResumeButton(after: () => void): HTMLButtonElement {
   const btn = guard(h('button', { type: 'button', class: 'btn', 'data-testid': 'bulk-resume' }, 'Resume failed runs'));
-  btn.addEventListener('click', async () => {
+  btn.addEventListener('click', () => void resume());
+  async function resume(): Promise<void> {
     setBusy(btn, true);
     try {
       const dry = await api.bulkResume({ status: ['failed'], dryRun: true });
@@ -33,6 +34,6 @@ export function bulkResumeButton(after: () => void): HTMLButtonElement {
     } finally {
       setBusy(btn, false);
     }
-  });
+  }
   return btn;
 }

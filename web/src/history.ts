@@ -63,7 +63,7 @@ export function historyChart(runsNewestFirst: Run[]): HTMLElement {
     h('span', { class: 'key key-ok' }, 'succeeded'), h('span', { class: 'key key-failed' }, 'failed ✕'), h('span', { class: 'key key-rows' }, 'rows out'),
     ' · bar height = duration; click a bar to open its run');
   const wrap = h('div', { class: 'history' });
-  wrap.append(chart as unknown as Node, legend);
+  wrap.append(chart, legend);
   return wrap;
 }
 

@@ -31,7 +31,7 @@ describe('step telemetry', () => {
     // (trailing) carrying the final figures.
     vi.advanceTimersByTime(1_000);
     expect(sent.length).toBe(4);
-    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(1_000);
+    for (let i = 1; i < at.length; i++) expect(at[i] - at[i - 1]).toBeGreaterThanOrEqual(1_000);
     expect(sent.at(-1)).toMatchObject({ runId: 'r', step: 'fetch', rowsDone: 1_000, rowsTotal: 10_000 });
     expect(sent.at(-1)!.rowsPerSec).toBeGreaterThan(300);
     await t.close();
@@ -47,7 +47,7 @@ describe('step telemetry', () => {
     expect(queries).toHaveLength(0);
     await t.flush();
     expect(queries).toHaveLength(1);
-    const [, , , json, dropped] = queries[0]!.values as [string, string, number, string, number];
+    const [, , , json, dropped] = queries[0].values as [string, string, number, string, number];
     expect(JSON.parse(json)).toHaveLength(200);
     expect(JSON.parse(json)[0].message).toBe('page 50');
     expect(dropped).toBe(50);
