@@ -208,7 +208,7 @@ export async function runParams(q: Q, runId: string): Promise<Record<string, unk
 /** The newest succeeded run of the run's pipeline created after it, if any: resuming or
  *  retrying the run would publish older data over that run's (SPEC §13). */
 export async function supersededBy(q: Q, runId: string): Promise<string | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{ id: string }>(
     `select s.id from etl_runs r join etl_runs s on s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at
      where r.id = $1 order by s.created_at desc limit 1`,
     [runId],
@@ -233,7 +233,9 @@ export interface ResumeCandidate {
 export async function resumeCandidates(q: Q, f: {
   pipelineId?: string; statuses: readonly RunStatus[]; since?: string; until?: string; limit?: number;
 }): Promise<ResumeCandidate[]> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{
+    id: string; pipeline_id: string; status: RunStatus; created_at: Date; rank: number; superseded_by: string | null; pipeline_active: boolean;
+  }>(
     `select r.id, r.pipeline_id, r.status, r.created_at,
        row_number() over (partition by r.pipeline_id order by r.created_at desc, r.id desc)::int as rank,
        (select s.id from etl_runs s where s.pipeline_id = r.pipeline_id and s.status = 'succeeded' and s.created_at > r.created_at

@@ -52,7 +52,9 @@ export interface AttemptEvents {
 /** Every attempt's log of one step (or one attempt's), newest attempt first. Null when
  *  the run has no such step. */
 export async function listStepEvents(q: Q, runId: string, key: string, attempt?: number): Promise<AttemptEvents[] | null> {
-  const { rows } = await q.query(
+  const { rows } = await q.query<{
+    key: string; attempt: number | null; status: string; started_at: string; finished_at: string | null; events_dropped: number; events: StepEvent[];
+  }>(
     `select s.key, a.attempt, a.status, to_char(a.started_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as started_at,
        to_char(a.finished_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as finished_at, a.events_dropped, a.events
      from etl_run_steps s left join etl_step_attempts a
@@ -62,7 +64,7 @@ export async function listStepEvents(q: Q, runId: string, key: string, attempt?:
     [runId, key, attempt ?? null],
   );
   if (rows.length === 0) return null;
-  return rows.filter((r) => r.attempt !== null).map((r) => ({
+  return rows.flatMap((r) => (r.attempt === null ? [] : [{
     attempt: r.attempt, status: r.status, startedAt: r.started_at, finishedAt: r.finished_at, dropped: r.events_dropped, events: r.events,
-  }));
+  }]));
 }

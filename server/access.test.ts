@@ -164,8 +164,8 @@ describe('protocol edges', () => {
     // + GET /runs/{runId}/steps/{step}/events, POST /runs/resume + GET /alerts, POST /alerts/test
     expect(mounted).toHaveLength(26);
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Pipeline', 'Run', 'RunDetail', 'Step', 'StepDetail', 'Attempt', 'Error', 'StepEvent', 'BulkResumeResult']));
-    expect(doc.paths['/api/etl/runs/resume']!.post.requestBody.content['application/json'].schema.properties).toHaveProperty('dryRun');
-    expect(doc.paths['/api/etl/runs/{runId}/steps/{step}/events']!.get.parameters.map((p: { name: string }) => p.name)).toEqual(['runId', 'step', 'attempt']);
+    expect(doc.paths['/api/etl/runs/resume'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('dryRun');
+    expect(doc.paths['/api/etl/runs/{runId}/steps/{step}/events'].get.parameters.map((p: { name: string }) => p.name)).toEqual(['runId', 'step', 'attempt']);
     const runs = doc.paths['/api/etl/pipelines/{id}/runs']!.get;
     expect(runs.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:limit', 'query:cursor', 'query:status']);
     expect(runs.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });

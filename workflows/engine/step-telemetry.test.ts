@@ -11,7 +11,7 @@ function setup() {
   const queries: { values: unknown[] }[] = [];
   const at: number[] = [];
   const events = { run() {}, step() {}, pipeline() {}, progress: (p: ProgressEvent) => void (sent.push(p), at.push(Date.now())) } satisfies EventBus;
-  const db = { pool: { query: async (q: { values: unknown[] }) => { queries.push(q); return { rows: [], rowCount: 1 }; } } } as unknown as Database;
+  const db = { pool: { query: (q: { values: unknown[] }) => { queries.push(q); return Promise.resolve({ rows: [], rowCount: 1 }); } } } as unknown as Database;
   const t = createStepTelemetry({ db, events, log: silentLog, runId: 'r', pipelineId: 'p', key: 'fetch', attempt: 1 });
   return { t, sent, at, queries };
 }
