@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BigQuery, BigQueryTimestamp } from '@google-cloud/bigquery';
 import { startBigQueryEmulator, type BigQueryEmulator, type SandboxTable } from './bigquery-emulator.js';
 import { noopAuthClient } from '../steps/sources/bigquery-auth.js';
+import { bigQueryPages } from '../steps/sources/bigquery.js';
 import { limitFromSql, tableNameFromSql } from './bigquery-wire.js';
 
 const BASE_MS = Date.UTC(2024, 0, 1, 12, 0, 0);
@@ -52,6 +53,16 @@ afterAll(async () => {
 });
 
 describe('BigQuery emulator with the real client', () => {
+  it('bigQueryPages reports the result\'s totalRows once, for live progress', async () => {
+    const totals: number[] = [];
+    let rows = 0;
+    for await (const page of bigQueryPages(bq, 'SELECT * FROM `bdi-chat-va.n8n_oss.countries`', { pageSize: 10_000, onTotal: (n) => totals.push(n) })) {
+      rows += page.length;
+    }
+    expect(rows).toBe(25_000);
+    expect(totals).toEqual([25_000]);
+  });
+
   it('pages manually through a query job with maxResults', async () => {
     const [job] = await bq.createQueryJob({ query: 'SELECT * FROM `bdi-chat-va.n8n_oss.countries`' });
     let pageToken: string | undefined;

@@ -157,8 +157,8 @@ function stepContext(
       r.events.step(runId, pipelineId, key, 'running', attempt);
     },
     reportRows,
-    event: telemetry.event,
-    progress: telemetry.progress,
+    event: (type, message, data) => telemetry.event(type, message, data),
+    progress: (p) => telemetry.progress(p),
     services: r.services,
     log: slog,
   };

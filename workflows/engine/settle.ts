@@ -72,7 +72,8 @@ async function recordFailure(deps: { db: Database; events: EventBus }, a: Failed
   // The delay is chosen here so the event log can say it; the backoff strategy (flow.ts
   // `backoffDelay`) reads `plannedDelayMs` off this error and uses exactly that.
   const retryAfterMs = (err as { retryAfterMs?: number }).retryAfterMs;
-  const delayMs = backoffDelay(job.attemptsMade + 1, job.data.retry, { retryAfterMs });
+  // The same fallback as the worker's backoff strategy, for jobs queued by an older build.
+  const delayMs = backoffDelay(job.attemptsMade + 1, job.data.retry ?? { baseMs: 1_000, maxMs: 60_000 }, { retryAfterMs });
   a.telemetry?.event('retry', `attempt ${attempt} failed; the step runs again in ${(delayMs / 1000).toFixed(1)} s: ${message.slice(0, 300)}`, {
     reason: message.slice(0, 300), delayMs, ...(typeof retryAfterMs === 'number' ? { retryAfterMs } : {}),
   });
