@@ -69,5 +69,5 @@ export async function listStepEvents(q: Q, runId: string, key: string, attempt?:
   if (rows.length === 0) return null;
   return rows.filter((r): r is AttemptRow => r.attempt !== null).map((r) => ({
     attempt: r.attempt, status: r.status, startedAt: r.started_at, finishedAt: r.finished_at, dropped: r.events_dropped, events: r.events,
-  }]));
+  }));
 }
