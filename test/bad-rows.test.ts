@@ -5,9 +5,9 @@ import { updatePipeline } from '../db/pipelines';
 import { listRejects } from '../db/rejects';
 import { startYespoFake, type YespoFake } from '../sandbox/yespo-fake';
 import { createServices, type Services } from '../steps/services';
-import { createEngine, type Engine } from '../workflows/engine/engine';
+import type { Engine } from '../workflows/engine/engine';
 import { defaultRegistry, pipelineSeeds } from '../workflows/index';
-import { startWorkerRuntime, type WorkerRuntime } from '../worker/worker';
+import { startPlatform, type Platform } from './platform';
 import { freshDatabase, REDIS_URL, silentLog, uid, waitFor } from './helpers';
 
 /**
@@ -20,8 +20,8 @@ let db: Awaited<ReturnType<typeof freshDatabase>>;
 let redis: Redis;
 let yespo: YespoFake;
 let services: Services;
-let worker: WorkerRuntime;
 let engine: Engine;
+let platform: Platform | undefined;
 
 const dataset = `${prefix}:yespo:brand_b:contacts`;
 const key = `cache:${dataset}`;
@@ -41,18 +41,12 @@ beforeAll(async () => {
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   const config = loadConfig({ DATABASE_URL: db.url, REDIS_URL, YESPO_BASE_URL: yespo.url });
   services = createServices({ config, db, redis, log: silentLog, env: { ETL_CRED_YESPO_BRAND_B: JSON.stringify({ apiKey: KEY }) } });
-  const queueName = uid('q');
-  worker = await startWorkerRuntime({ db, redisUrl: REDIS_URL, queueName, registry: defaultRegistry(), services, log: silentLog });
-  engine = createEngine({ db, redis, queueName, registry: defaultRegistry(), log: silentLog });
+  platform = await startPlatform({ db, redis, services, registry: defaultRegistry(), cachePrefix: prefix });
+  ({ engine } = platform);
 }, 120_000);
 
 afterAll(async () => {
-  await worker?.close(1_000);
-  await engine?.queue.obliterate({ force: true }).catch(() => {});
-  await engine?.close();
-  await services?.close();
-  const keys = await redis.keys(`cache:${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
+  await platform?.stop();
   redis?.disconnect();
   await db?.drop();
   await yespo?.close();

@@ -8,10 +8,10 @@ import { startBigQueryEmulator, type BigQueryEmulator } from '../sandbox/bigquer
 import { sandboxBigQueryTables } from '../sandbox/data';
 import { startYespoFake, type YespoFake } from '../sandbox/yespo-fake';
 import { createServices, type Services } from '../steps/services';
-import { createEngine, type Engine } from '../workflows/engine/engine';
+import type { Engine } from '../workflows/engine/engine';
 import { defaultRegistry, pipelineSeeds } from '../workflows/index';
-import { startWorkerRuntime, type WorkerRuntime } from '../worker/worker';
 import { ensureClickHouse, uniqueDatabaseName } from './fakes/clickhouse';
+import { startPlatform, type Platform } from './platform';
 import { freshDatabase, REDIS_URL, silentLog, uid, waitFor } from './helpers';
 
 /**
@@ -28,8 +28,8 @@ let yespo: YespoFake;
 let ch: ClickHouseClient;
 let chDb: string;
 let services: Services;
-let worker: WorkerRuntime;
 let engine: Engine;
+let platform: Platform | undefined;
 
 const ds = (name: string) => `${prefix}:${name}`;
 const key = (name: string) => `cache:${ds(name)}`;
@@ -74,18 +74,12 @@ beforeAll(async () => {
       ETL_CRED_YESPO_BRAND_B: JSON.stringify({ apiKey: YESPO_KEYS.brand_b }),
     },
   });
-  const queueName = uid('q');
-  worker = await startWorkerRuntime({ db, redisUrl: REDIS_URL, queueName, registry: defaultRegistry(), services, log: silentLog });
-  engine = createEngine({ db, redis, queueName, registry: defaultRegistry(), log: silentLog });
+  platform = await startPlatform({ db, redis, services, registry: defaultRegistry(), cachePrefix: prefix });
+  ({ engine } = platform);
 }, 120_000);
 
 afterAll(async () => {
-  await worker?.close(1_000);
-  await engine?.queue.obliterate({ force: true }).catch(() => {});
-  await engine?.close();
-  await services?.close();
-  const keys = await redis.keys(`cache:${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
+  await platform?.stop();
   redis?.disconnect();
   await db?.drop();
   await ch?.command({ query: `DROP DATABASE IF EXISTS ${chDb}` }).catch(() => {});

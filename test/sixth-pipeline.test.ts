@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config';
 import { startSandbox, type Sandbox } from '../sandbox/index';
 import { SANDBOX_YESPO_KEY, createServices, type Services } from '../steps/services';
-import { createEngine, type Engine } from '../workflows/engine/engine';
+import type { Engine } from '../workflows/engine/engine';
 import { pipelines } from '../workflows/index';
 import { createPipelines } from '../workflows/registry';
-import { startWorkerRuntime, type WorkerRuntime } from '../worker/worker';
 import { bqCampaigns } from './fixtures/bq-campaigns';
+import { startPlatform, type Platform } from './platform';
 import { freshDatabase, REDIS_URL, silentLog, uid, waitFor } from './helpers';
 
 /**
@@ -21,8 +21,8 @@ let db: Awaited<ReturnType<typeof freshDatabase>>;
 let redis: Redis;
 let sandbox: Sandbox;
 let services: Services;
-let worker: WorkerRuntime;
 let engine: Engine;
+let platform: Platform | undefined;
 
 beforeAll(async () => {
   db = await freshDatabase(all.seeds.map((s) => s.id === 'bq.campaigns'
@@ -32,18 +32,12 @@ beforeAll(async () => {
   sandbox = await startSandbox({ pipelines: all.list, yespoApiKey: SANDBOX_YESPO_KEY });
   const config = loadConfig({ DATABASE_URL: db.url, REDIS_URL, ...sandbox.env });
   services = createServices({ config, db, redis, log: silentLog, env: {} });
-  const queueName = uid('q');
-  worker = await startWorkerRuntime({ db, redisUrl: REDIS_URL, queueName, registry: all.registry, services, log: silentLog });
-  engine = createEngine({ db, redis, queueName, registry: all.registry, log: silentLog });
+  platform = await startPlatform({ db, redis, services, registry: all.registry, cachePrefix: prefix });
+  ({ engine } = platform);
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.close(1_000);
-  await engine?.queue.obliterate({ force: true }).catch(() => {});
-  await engine?.close();
-  await services?.close();
-  const keys = await redis.keys(`cache:${prefix}:*`);
-  if (keys.length) await redis.del(...keys);
+  await platform?.stop();
   redis?.disconnect();
   await sandbox?.close();
   await db?.drop();
