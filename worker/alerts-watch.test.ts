@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, REDIS_URL, silentLog, uid } from '../test/helpers';
 import { alertPayload, alertText, signBody } from './alerts-payload';
 import { retryDelay } from './alerts-sender';
-import { datasetsOf, longestGapMs, maxAgeSeconds } from './alerts-staleness';
+import { longestCronGapSeconds, maxAgeSeconds, publishedDatasets } from '../workflows/freshness';
 import { createAlertWatch } from './alerts-watch';
 
 /**
@@ -37,11 +37,13 @@ const alerts = async (type: string) =>
 
 describe('freshness rules', () => {
   it('maxAge is twice the longest gap of the next week, or config freshness.maxAgeSeconds', () => {
-    expect(longestGapMs('0 * * * *', 'UTC')).toBe(3_600_000);
-    expect(longestGapMs('0 9 * * 1-5', 'Europe/Kyiv')).toBe(72 * 3_600_000); // Friday 09:00 → Monday 09:00
+    expect(longestCronGapSeconds('0 * * * *', 'UTC')).toBe(3_600);
+    expect(longestCronGapSeconds('0 9 * * 1-5', 'Europe/Kyiv')).toBe(72 * 3_600); // Friday 09:00 → Monday 09:00
     expect(maxAgeSeconds({ cron: '*/15 * * * *', timezone: 'UTC', config: {} })).toBe(1_800);
     expect(maxAgeSeconds({ cron: '0 3 * * *', timezone: 'UTC', config: { freshness: { maxAgeSeconds: 60 } } })).toBe(60);
-    expect(datasetsOf({ datasets: [{ dataset: 'a' }, { dataset: 'b' }], dataset: 'c', postgres: { dataset: 'not-redis' } }).sort()).toEqual(['a', 'b', 'c']);
+    // The table a pipeline mirrors into is a dataset too: its staleness alerts like the others.
+    expect(publishedDatasets({ datasets: [{ dataset: 'a' }, { dataset: 'b' }], dataset: 'c', postgres: { table: 'bq_projects' } }).map((d) => d.dataset))
+      .toEqual(['a', 'b', 'c', 'bq_projects']);
   });
 });
 
@@ -58,7 +60,7 @@ describe('the alert watch', () => {
     await watch().pass();
     const stale = await alerts('dataset.stale');
     expect(stale.map((a) => [a.pipeline_id, a.dataset]).sort()).toEqual([['hourly', dsA], ['tight', dsB]].sort());
-    expect(stale.find((a) => a.dataset === dsA)!.summary).toMatch(/\(3 h ago\), older than its max age of 2 h$/);
+    expect(stale.find((a) => a.dataset === dsA)!.summary).toMatch(/\(3 h ago\), older than its max age of 2 h: pipeline disabled/);
     await meta(dsA, 0);
     await Promise.all([watch().pass(), watch().pass()]);
     await watch().pass();

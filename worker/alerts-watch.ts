@@ -5,7 +5,7 @@ import { listPipelines } from '../db/pipelines';
 import { enabledCursors } from '../db/schedule';
 import { nextFireTime } from '../lib/cron';
 import type { Logger } from '../lib/logger';
-import { evaluateFreshness } from './alerts-staleness';
+import { listDatasetFreshness } from '../workflows/freshness';
 
 /**
  * The conditions that are not a single state change: dataset staleness and overdue
@@ -27,9 +27,10 @@ export function createAlertWatch(o: AlertWatchOptions) {
   const now = o.now ?? Date.now;
   const lateMs = o.lateMs ?? 60_000;
 
-  async function datasets(pipelines: Awaited<ReturnType<typeof listPipelines>>): Promise<void> {
+  // The same verdicts as GET /datasets and the etl_dataset_* gauges (workflows/freshness.ts).
+  async function datasets(): Promise<void> {
     const known = await alerts.subjectStates(o.db.pool, 'dataset:');
-    for (const d of await evaluateFreshness(o.redis, pipelines, now())) {
+    for (const d of await listDatasetFreshness({ db: o.db, redis: o.redis }, new Date(now()))) {
       if (d.status === 'never' || known.get(`dataset:${d.dataset}`) === d.status) continue;
       const stale = d.status === 'stale';
       await alerts.transitionSubject(o.db.pool, {
@@ -37,7 +38,7 @@ export function createAlertWatch(o: AlertWatchOptions) {
         alert: {
           type: stale ? 'dataset.stale' : 'dataset.fresh', pipelineId: d.pipelineId, dataset: d.dataset, runId: d.runId,
           summary: stale
-            ? `last published ${d.updatedAt} (${fmtAge(d.ageSeconds!)} ago), older than its max age of ${fmtAge(d.maxAgeSeconds!)}`
+            ? `last published ${d.updatedAt} (${fmtAge(d.ageSeconds!)} ago), older than its max age of ${fmtAge(d.maxAgeSeconds)}${d.reason ? `: ${d.reason}` : ''}`
             : `published ${d.updatedAt} by run ${d.runId ?? 'unknown'}`,
           details: { ageSeconds: d.ageSeconds, maxAgeSeconds: d.maxAgeSeconds, updatedAt: d.updatedAt },
         },
@@ -79,7 +80,7 @@ export function createAlertWatch(o: AlertWatchOptions) {
 
   async function pass(): Promise<void> {
     const pipelines = await listPipelines(o.db.pool);
-    await datasets(pipelines);
+    await datasets();
     await schedules(pipelines);
   }
   return { pass };
