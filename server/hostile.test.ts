@@ -157,6 +157,11 @@ describe('hostile input never causes a 5xx or a change', () => {
       '{"__proto__":{"dryRun":true}}', { dryRun: true, extra: 1 },
     ];
     for (const body of bodies) await expectRefused('POST', '/api/etl/runs/resume', { body });
+    // Spellings JavaScript reads but Postgres would refuse: read as instants, never a 500.
+    for (const since of ['2024-02-30T00:00:00Z', 'Tue, 01 Jan 2030 00:00:00 +9999']) {
+      const r = await t.call('POST', '/api/etl/runs/resume', { body: { since, dryRun: true } });
+      expect(r.status, since).toBe(200);
+    }
     for (const q of ['attempt=0', 'attempt=-1', 'attempt=1e3', 'attempt=abc', 'attempt=%00', 'attempt=9999999', 'attempt=1&attempt=2', 'x=1']) {
       await expectRefused('GET', `/api/etl/runs/${runId}/steps/transform/events?${q}`);
     }

@@ -112,7 +112,10 @@ export const RerunBody = z.strictObject({ fromStep: StepKey, params: RunParamsBo
 export const RequeueBody = z.strictObject({
   force: z.boolean().optional().describe('resume or retry even though a newer run of the pipeline succeeded (otherwise 409 superseded)'),
 });
-const BulkTime = z.string().max(40).refine(isPgTime, 'must be an ISO timestamp between years 0001 and 9999');
+// Passed on as the instant JavaScript read, never as the raw text: Date.parse accepts
+// spellings Postgres refuses (`2024-02-30`, a `+9999` offset), which must not become a 500.
+const BulkTime = z.string().max(40).refine(isPgTime, 'must be an ISO timestamp between years 0001 and 9999')
+  .transform((v) => new Date(v).toISOString());
 export const BulkResumeBody = z.strictObject({
   pipelineId: PipelineId.optional().describe('only this pipeline (default: every pipeline)'),
   status: z.array(z.enum(['failed', 'cancelled'])).min(1).max(2).optional().describe('run statuses to resume (default ["failed"])'),
