@@ -27,7 +27,12 @@ describe('deploy/sp0/nginx-etl.conf', () => {
     expect(sse).toMatch(/proxy_buffering off;/);
     expect(sse).toMatch(/proxy_http_version 1\.1;/);
     expect(sse).toMatch(/proxy_read_timeout 1h;/);
-    expect(snippet).toMatch(/location \^~ \/api\/etl\/ \{[\s\S]*?proxy_set_header Host \$host;/);
+    expect(snippet).toMatch(/location \^~ \/api\/etl\/ \{[\s\S]*?proxy_set_header Host \$http_host;/);
+    // The hardening of deploy/nginx.conf: no client forwarding header passed on, page headers, no source maps.
+    expect(snippet).not.toMatch(/\$proxy_add_x_forwarded_for|Host \$host;/);
+    expect(snippet).toMatch(/proxy_set_header Forwarded "";/);
+    expect(snippet).toMatch(/add_header Content-Security-Policy "default-src 'self';/);
+    expect(snippet).toMatch(/location ~\* \\\.map\$ \{ return 404; \}/);
     expect(snippet).not.toMatch(/location[^{]*(metrics|healthz|readyz)/);
     // A snippet: no server or upstream block of its own (SP0's config owns those).
     expect(snippet).not.toMatch(/^\s*(server|upstream|http)\s*\{/m);
