@@ -211,7 +211,12 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
       { dataset: 'demo:contacts', row: 18, page: 1, reason: 'malformed Yespo contact at row 18 (id "abc"): id: expected an integer id', path: 'id', value: '{"id":"abc","channels":[]}' },
       { dataset: 'demo:contacts', row: 1203, page: 3, reason: 'malformed Yespo contact at row 1203 (id 1203): channels: expected array', path: 'channels', value: '{"id":1203}' },
     ] });
-    await new Promise((r) => setTimeout(r, 1_100)); // the api's read cache holds a run up to 1 s when no event says it changed
+    // The api's read cache may hold the run up to 1 s (no event says it changed): wait until
+    // the API itself shows the rejects, then open the page.
+    await waitFor(async () => {
+      const r = await fetch(`${env.base}/api/etl/runs/${firstRunId}`, { headers: { authorization: `Bearer ${env.t.token}` } });
+      return ((await r.json()) as { run: { steps: { key: string; rowsRejected?: number }[] } }).run.steps.find((x) => x.key === 'transform')?.rowsRejected === 3;
+    }, { what: 'the API to show 3 rejected rows' });
     await go(page, `#/runs/${firstRunId}`);
     await page.getByTestId('step-rejected-transform').waitFor();
     expect(await page.getByTestId('step-rejected-transform').textContent()).toBe('3 rejected');
@@ -233,13 +238,14 @@ suite(hasChromium ? '/etl page in a real browser' : `/etl page in a real browser
     try {
       await go(page, '#/datasets');
       await page.getByTestId('datasets-table').waitFor();
+      // One tab is current: Datasets, not Pipelines as well.
+      expect(await page.locator('.topnav a[aria-current="page"]').evaluateAll((as) => as.map((a) => a.textContent))).toEqual(['Datasets']);
       expect(await page.getByTestId(`dataset-status-${p}:sched`).textContent()).toBe('stale');
       expect(await page.getByTestId(`dataset-reason-${p}:sched`).textContent()).toContain('pipeline disabled');
       expect(await page.getByTestId(`dataset-status-${p}:flaky`).textContent()).toBe('fresh');
       expect(await page.getByTestId(`dataset-status-${p}:slow`).textContent()).toBe('never');
       expect(await page.getByTestId(`dataset-row-${p}:sched`).textContent()).toContain('1,234');
       await screenshot(page, 'datasets-1280x800.png');
-      await page.screenshot({ path: '/tmp/etl-datasets-1280x800.png', fullPage: true });
       await page.getByTestId(`dataset-run-${p}:flaky`).click();
       await page.getByTestId('run-status').waitFor();
       expect(page.url()).toContain(`#/runs/${retriedRunId}`);

@@ -36,9 +36,10 @@ function route(): void {
     }
   });
   window.scrollTo(0, 0);
+  // One section is current: alerts, datasets, or pipelines (every other view is under it).
+  const section = parts[0] === 'alerts' || parts[0] === 'datasets' ? parts[0] : '';
   for (const a of document.querySelectorAll<HTMLAnchorElement>('.topnav a')) {
-    const section = a.getAttribute('href') === '#/alerts' ? parts[0] === 'alerts' : parts[0] !== 'alerts';
-    if (section) a.setAttribute('aria-current', 'page');
+    if (a.getAttribute('href') === `#/${section}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   if (parts.length === 0) {
