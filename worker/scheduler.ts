@@ -123,18 +123,16 @@ function classifyTicks(row: sched.ScheduleRow, due: Date[], at: number, lateMs: 
   const claims: sched.TickClaim[] = [];
   const late = due.filter((d) => at - d.getTime() > lateMs);
   const onTime = due.filter((d) => at - d.getTime() <= lateMs);
-  const fireLate = !row.enabled || row.catchup === 'none' ? [] : row.catchup === 'latest' ? late.slice(-1) : late.slice(-row.catchupCap);
+  const fireLate = row.catchup === 'none' ? [] : row.catchup === 'latest' ? late.slice(-1) : late.slice(-row.catchupCap);
   for (const d of late) {
     const catchUp = fireLate.includes(d);
     claims.push({
       pipelineId: row.id, scheduledFor: d, catchUp,
-      outcome: !row.enabled ? 'skipped_disabled' : catchUp ? 'pending' : 'missed',
-      detail: !row.enabled || catchUp ? null : `missed while no scheduler ran (catch-up policy: ${row.catchup})`,
+      outcome: catchUp ? 'pending' : 'missed',
+      detail: catchUp ? null : `missed while no scheduler ran (catch-up policy: ${row.catchup})`,
     });
   }
-  for (const d of onTime) {
-    claims.push({ pipelineId: row.id, scheduledFor: d, catchUp: false, outcome: row.enabled ? 'pending' : 'skipped_disabled' });
-  }
+  for (const d of onTime) claims.push({ pipelineId: row.id, scheduledFor: d, catchUp: false, outcome: 'pending' });
   return claims;
 }
 

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../../db/client';
 import { silentLog } from '../../test/helpers';
 import type { EventBus, ProgressEvent } from './events';
+import { registerSecret } from '../../lib/redact';
 import { createStepTelemetry } from './step-telemetry';
 
 /** Live progress at most once a second (latest figures win); events buffered, bounded,
@@ -56,6 +57,18 @@ describe('step telemetry', () => {
     t.event('retry', 'x');
     await vi.advanceTimersByTimeAsync(5_000); // the periodic flush
     expect(queries).toHaveLength(2);
+    await t.close();
+  });
+
+  it('redacts secrets in an event\'s data as in its message', async () => {
+    const secret = 'sk-live-telemetry-0123456789abcdef';
+    registerSecret(secret);
+    const { t, queries } = setup();
+    t.event('retry', `failed with ${secret}`, { reason: `HTTP 401 for key ${secret}`, nested: { list: [secret, 3] }, n: 1 });
+    await t.flush();
+    const stored = (queries[0].values)[3] as string;
+    expect(stored).not.toContain(secret);
+    expect(JSON.parse(stored)[0]).toMatchObject({ data: { reason: 'HTTP 401 for key [redacted]', nested: { list: ['[redacted]', 3] }, n: 1 } });
     await t.close();
   });
 });

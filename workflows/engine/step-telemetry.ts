@@ -74,7 +74,9 @@ export function createStepTelemetry(a: {
   return {
     event(type, message, data) {
       if (closed) return;
-      buf.push({ at: new Date().toISOString(), type, message: redact(message, { max: 500 }), ...(data ? { data } : {}) });
+      // `data` is stored and served as well: its strings are redacted like the message, so no
+      // secret reaches Postgres or the API whatever a step passes.
+      buf.push({ at: new Date().toISOString(), type, message: redact(message, { max: 500 }), ...(data ? { data: redactData(data) as Record<string, unknown> } : {}) });
       if (buf.length > STEP_EVENTS_MAX) {
         buf.shift();
         dropped++;
@@ -100,4 +102,11 @@ export function createStepTelemetry(a: {
       await flush();
     },
   };
+}
+
+function redactData(v: unknown): unknown {
+  if (typeof v === 'string') return redact(v, { max: 2_000 });
+  if (Array.isArray(v)) return v.map(redactData);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactData(x)]));
+  return v;
 }
