@@ -46,7 +46,7 @@ describe('roles (finding: any session with a user object, even {}, could change 
         ['POST', '/pipelines/demo/trigger', {}], ['POST', '/pipelines/demo/enable', { enabled: true }],
         ['PUT', '/pipelines/demo/cron', { cron: '0 * * * *', timezone: 'UTC' }], [`POST`, `/runs/${runId}/cancel`, {}],
         ['POST', `/runs/${runId}/resume`, {}], ['POST', `/runs/${runId}/steps/fetch/retry`, {}], ['POST', `/runs/${runId}/rerun`, { fromStep: 'fetch' }],
-        ['POST', '/runs/resume', { dryRun: true }],
+        ['POST', '/runs/resume', { dryRun: true }], ['POST', '/alerts/test', {}],
       ] as const) {
         const r = await asCookie(sid, method, path, body);
         expect(r.status, `${JSON.stringify(user)} ${method} ${path}`).toBe(403);
@@ -54,6 +54,19 @@ describe('roles (finding: any session with a user object, even {}, could change 
       }
     }
     await t.h.engine.cancel(runId).catch(() => {});
+  });
+
+  it('every mounted state-changing route is in the list above: a new one cannot slip past without a test', () => {
+    // Reading events is reading (SPEC §7): any session may get an SSE ticket.
+    const reads = new Set(['POST /api/etl/events/ticket']);
+    const mutations = t.app.routes
+      .filter((x) => !['GET', 'HEAD', 'ALL', 'OPTIONS'].includes(x.method) && x.path.startsWith('/api/etl/'))
+      .map((x) => `${x.method} ${x.path}`).filter((x) => !reads.has(x));
+    expect([...new Set(mutations)].sort()).toEqual([
+      'POST /api/etl/alerts/test', 'POST /api/etl/pipelines/:id/enable', 'POST /api/etl/pipelines/:id/trigger', 'POST /api/etl/runs/:runId/cancel',
+      'POST /api/etl/runs/:runId/rerun', 'POST /api/etl/runs/:runId/resume', 'POST /api/etl/runs/:runId/steps/:step/retry', 'POST /api/etl/runs/resume',
+      'PUT /api/etl/pipelines/:id/cron',
+    ]);
   });
 
   it('role (string) or roles (array) in ETL_OPERATOR_ROLES makes an operator; the token is one', async () => {
