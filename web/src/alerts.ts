@@ -3,28 +3,8 @@ import { guard } from './access';
 import { api } from './api';
 import { h, replaceChildren } from './dom';
 import { timeEl } from './format';
-import type { LiveEvent, View } from './types';
+import type { AlertItem, LiveEvent, View } from './types';
 import { emptyBlock, errorBlock, errorMessage, loadingBlock, setBusy, toast } from './ui';
-
-export interface AlertItem {
-  id: string;
-  type: string;
-  occurredAt: string;
-  pipelineId: string | null;
-  runId: string | null;
-  dataset: string | null;
-  summary: string;
-  state: 'pending' | 'delivered' | 'failed' | 'skipped';
-  attempts: number;
-  lastError: string | null;
-  lastStatus: number | null;
-  nextAttemptAt: string | null;
-  deliveredAt: string | null;
-}
-export interface AlertList {
-  webhookConfigured: boolean;
-  alerts: AlertItem[];
-}
 
 const TYPE_TONE: Record<string, string> = {
   'run.failed': 'red', 'run.recovered': 'green', 'dataset.stale': 'amber', 'dataset.fresh': 'green', 'schedule.overdue': 'amber', test: 'blue',

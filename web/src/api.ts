@@ -1,6 +1,5 @@
 // Thin client for /api/etl. Same origin, cookie session or a bearer token kept in localStorage.
-import type { Actor, AttemptEvents, BulkResumeResult, Dataset, Pipeline, Reject, Run, RunsPage, Step, Tick } from './types';
-import type { AlertList } from './alerts';
+import type { Actor, AlertList, AttemptEvents, BulkResumeResult, Dataset, Pipeline, Reject, Run, RunsPage, Step, Tick } from './types';
 
 export const API_BASE = '/api/etl';
 const TOKEN_KEY = 'etl.apiToken';

@@ -146,3 +146,24 @@ export interface Tick {
   recordedAt: string;
   lagMs: number | null;
 }
+
+/** GET /alerts (SPEC §12): recent alerts with their webhook delivery state. */
+export interface AlertItem {
+  id: string;
+  type: string;
+  occurredAt: string;
+  pipelineId: string | null;
+  runId: string | null;
+  dataset: string | null;
+  summary: string;
+  state: 'pending' | 'delivered' | 'failed' | 'skipped';
+  attempts: number;
+  lastError: string | null;
+  lastStatus: number | null;
+  nextAttemptAt: string | null;
+  deliveredAt: string | null;
+}
+export interface AlertList {
+  webhookConfigured: boolean;
+  alerts: AlertItem[];
+}
