@@ -26,6 +26,35 @@ export async function insertBlob(q: Q, a: { runId: string; name: string; seq: nu
   });
 }
 
+/** Rows of each chunk of a name, for the contiguous chunks from seq 0 (a gap ends the list). */
+export async function chunkRows(q: Q, runId: string, name: string): Promise<number[]> {
+  const { rows } = await q.query<{ seq: number; rows: number }>(
+    'select seq, rows from etl_blobs where run_id = $1 and name = $2 order by seq', [runId, name]);
+  const out: number[] = [];
+  for (const r of rows) {
+    if (r.seq !== out.length) break;
+    out.push(r.rows);
+  }
+  return out;
+}
+
+/** Inserts (or replaces) one chunk only while the step's attempt is the live one: a
+ *  streaming step's chunks are shared by its attempts, so a superseded attempt must not
+ *  write. False when the fence refused. */
+export async function insertBlobFenced(q: Q, a: {
+  runId: string; name: string; seq: number; rows: number; data: string | Buffer; step: string; attempt: number;
+}): Promise<boolean> {
+  const r = await q.query({
+    name: 'etl-insert-blob-fenced',
+    text: `with async_commit as (select set_config('synchronous_commit', 'off', true))
+           insert into etl_blobs (run_id, name, seq, rows, data) select $1, $2, $3, $4, $5 from async_commit
+           where exists (select 1 from etl_run_steps where run_id = $1 and key = $6 and attempts = $7 and status = 'running')
+           on conflict (run_id, name, seq) do update set rows = excluded.rows, data = excluded.data`,
+    values: [a.runId, a.name, a.seq, a.rows, a.data, a.step, a.attempt],
+  });
+  return r.rowCount === 1;
+}
+
 /**
  * A chunk as its UTF-8 bytes. Through `COPY … TO STDOUT (FORMAT binary)`, which hands
  * over the value's bytes as they are: node-postgres decodes every result field into a

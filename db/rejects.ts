@@ -39,8 +39,12 @@ export interface RejectView {
 
 /** Drops the samples a new attempt will produce again: all of them, or those of pages
  *  from `fromPage` (1-based) on, when the step resumes from a page checkpoint. */
-export async function clearRejects(q: Q, a: { runId: string; stepKey: string; fromPage?: number }): Promise<void> {
-  if (a.fromPage === undefined) {
+export async function clearRejects(q: Q, a: { runId: string; stepKey: string; fromPage?: number; from?: { dataset: string; row: number } }): Promise<void> {
+  if (a.from) {
+    // A streaming transform continuing a dataset after row `row`: its later samples come again.
+    await q.query('delete from etl_step_rejects where run_id = $1 and step_key = $2 and dataset = $3 and row > $4',
+      [a.runId, a.stepKey, a.from.dataset, a.from.row]);
+  } else if (a.fromPage === undefined) {
     await q.query('delete from etl_step_rejects where run_id = $1 and step_key = $2', [a.runId, a.stepKey]);
   } else {
     await q.query('delete from etl_step_rejects where run_id = $1 and step_key = $2 and (page is null or page >= $3)',
@@ -90,4 +94,13 @@ export async function listRejects(q: Q, runId: string, stepKey: string): Promise
     ...(r.path != null ? { path: r.path } : {}), value: redact(r.value, { max: MAX_VALUE_CHARS }),
   }));
   return { rowsRejected: row.rows_rejected ?? 0, rejects };
+}
+
+/** The reason of the first stored sample (by dataset order given, then row), for a step
+ *  that continues after rows it rejected in an earlier attempt. */
+export async function firstRejectReason(q: Q, runId: string, stepKey: string, datasets: readonly string[]): Promise<string | undefined> {
+  const { rows } = await q.query<{ reason: string }>(
+    `select reason from etl_step_rejects where run_id = $1 and step_key = $2
+     order by array_position($3::text[], dataset), row limit 1`, [runId, stepKey, datasets]);
+  return rows[0]?.reason;
 }

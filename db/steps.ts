@@ -42,6 +42,9 @@ interface ClaimRow {
  *  made on the job's behalf (a handoff) is taken over as is instead of a new attempt. */
 export async function claimStep(q: Q, a: {
   runId: string; key: string; generation: number; jobId: string; worker: string; adopt?: boolean;
+  /** For a streaming step: its group's head position (the steps from there on may run at
+   *  the same time). Default: the step's own position. */
+  groupHead?: number;
 }): Promise<ClaimedStep | null> {
   const { rows } = await q.query<ClaimRow & { run_started: boolean }>({
     name: 'etl-claim-step',
@@ -54,8 +57,9 @@ export async function claimStep(q: Q, a: {
        from etl_runs r, o
        where st.run_id = $1 and st.key = $2 and r.id = st.run_id and r.generation = $3
          and r.status in ('queued', 'running') and st.status in ('pending', 'running', 'failed')
-         -- a step never runs before every earlier step has succeeded
-         and not exists (select 1 from etl_run_steps p where p.run_id = $1 and p.position < st.position
+         -- a step never runs before every earlier step has succeeded (a streaming step:
+         -- every step before its group's head; ARCHITECTURE.md "Overlapped steps")
+         and not exists (select 1 from etl_run_steps p where p.run_id = $1 and p.position < coalesce($7::int, st.position)
                          and p.status not in ('succeeded', 'skipped'))
        returning st.attempts, st.checkpoint, o.adopt),
      lost as (
@@ -74,7 +78,7 @@ export async function claimStep(q: Q, a: {
        (select coalesce(jsonb_object_agg(key, output), '{}'::jsonb) from etl_run_steps
          where run_id = $1 and status = 'succeeded') as outputs
      from s, etl_runs r join etl_pipelines p on p.id = r.pipeline_id where r.id = $1`,
-    values: [a.runId, a.key, a.generation, a.jobId, a.worker, a.adopt ?? false],
+    values: [a.runId, a.key, a.generation, a.jobId, a.worker, a.adopt ?? false, a.groupHead ?? null],
   });
   const row = rows[0];
   if (!row) return null;
@@ -160,6 +164,27 @@ export async function completeStep(q: Q, a: {
   return { done: row.n === 1, runFinished: row.finished === 1, next };
 }
 
+/** What a streaming step follows of the step it streams from (steps/stream.ts). */
+export interface StreamSourceState {
+  status: string;
+  attempts: number;
+  checkpoint: unknown;
+  output: unknown;
+  error: string | null;
+  runStatus: string;
+}
+
+export async function streamSourceState(q: Q, runId: string, key: string): Promise<StreamSourceState | null> {
+  const { rows } = await q.query<{ status: string; attempts: number; checkpoint: unknown; output: unknown; error: string | null; run_status: string }>({
+    name: 'etl-stream-source',
+    text: `select s.status, s.attempts, s.checkpoint, s.output, s.error, r.status as run_status
+     from etl_run_steps s join etl_runs r on r.id = s.run_id where s.run_id = $1 and s.key = $2`,
+    values: [runId, key],
+  });
+  const r = rows[0];
+  return r ? { status: r.status, attempts: r.attempts, checkpoint: r.checkpoint, output: r.output, error: r.error, runStatus: r.run_status } : null;
+}
+
 /** Records that the workers which made these handoffs took them over themselves, so no
  *  other activation of their jobs can adopt them (see claimStep). One statement for many. */
 export async function markHandoffsTaken(q: Q, list: readonly { runId: string; key: string; attempt: number }[]): Promise<void> {
@@ -203,14 +228,14 @@ export async function failStep(q: Q, a: {
 /** Hands a step back (worker shutdown): pending again, its attempt recorded as
  *  released. The attempt number is not reused: a still-running execution of it stays
  *  fenced off from the next one. */
-export async function releaseStep(q: Q, a: { runId: string; key: string; attempt: number }): Promise<void> {
+export async function releaseStep(q: Q, a: { runId: string; key: string; attempt: number; why?: string }): Promise<void> {
   await q.query(
     `with s as (
        update etl_run_steps set status = 'pending', handoff = false, updated_at = now()
        where run_id = $1 and key = $2 and attempts = $3 and status = 'running' returning 1)
-     update etl_step_attempts set status = 'released', finished_at = now(), error = 'handed back at worker shutdown'
+     update etl_step_attempts set status = 'released', finished_at = now(), error = $4
      where run_id = $1 and step_key = $2 and attempt = $3 and exists (select 1 from s)`,
-    [a.runId, a.key, a.attempt],
+    [a.runId, a.key, a.attempt, a.why ?? 'handed back at worker shutdown'],
   );
 }
 

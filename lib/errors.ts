@@ -40,6 +40,15 @@ export class StepAbortedError extends AppError {
   }
 }
 
+/** Thrown by a streaming step whose producer is not running: the step is handed back
+ *  (released, its job delayed by `delayMs`, no retry spent) instead of holding a worker
+ *  slot while it waits (workflows/engine/ARCHITECTURE.md "Overlapped steps"). */
+export class StepYieldError extends AppError {
+  constructor(message: string, readonly delayMs = 1_000) {
+    super('step_yield', message);
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(what: string) {
     super('not_found', `${what} not found`);

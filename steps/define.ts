@@ -69,6 +69,10 @@ export interface StepDef<S = unknown, Cfg = unknown, I = unknown, O = unknown> {
    *  step for good (the stored output will not change by retrying). */
   input?: z.ZodType<I>;
   output?: z.ZodType<O>;
+  /** Starts while the step before it still runs and consumes its staged chunks as they
+   *  land (steps/stream.ts; workflows/engine/ARCHITECTURE.md "Overlapped steps"). Its
+   *  `input` is then undefined until the step before has succeeded. */
+  streams?: boolean;
   run(ctx: StepContext<S, Cfg, I>): Promise<O>;
 }
 
@@ -81,6 +85,7 @@ export function defineStep<S = unknown, Cfg = unknown, I = unknown, O = unknown>
   timeoutMs?: number;
   input?: z.ZodType<I>;
   output?: z.ZodType<O>;
+  streams?: boolean;
   run(ctx: StepContext<S, Cfg, I>): Promise<O>;
 }): StepDef<S, Cfg, I, O> {
   if (!STEP_KEY.test(def.key)) throw new Error(`invalid step key ${JSON.stringify(def.key)}`);

@@ -21,13 +21,16 @@ const airlines = Array.from({ length: 12 }, (_, i) => JSON.stringify(i === 9 ? {
 
 async function run(badRows: QueryConfig['badRows']) {
   const runId = randomUUID();
-  await insertRun(db.pool, { id: runId, pipelineId: 'q.test', trigger: 'manual', params: {}, exclusive: false, steps: [
-    { key: 'fetch', position: 0, status: 'succeeded' }, { key: 'transform', position: 1, status: 'pending' }] });
   const stage = async (name: string, lines: string[]) => {
     const w = await openStaging(db, runId, `fetch.${name}`);
     await w.writeLines(lines);
     return w.close();
   };
+  await insertRun(db.pool, { id: runId, pipelineId: 'q.test', trigger: 'manual', params: {}, exclusive: false, steps: [
+    { key: 'fetch', position: 0, status: 'succeeded' }, { key: 'transform', position: 1, status: 'running', attempts: 1 }] });
+  // transform streams from fetch's row (steps/stream.ts): here fetch has succeeded.
+  const input = { sandbox: false, datasets: { countries: await stage('countries', countries), airlines: await stage('airlines', airlines) } };
+  await db.pool.query(`update etl_run_steps set output = $2 where run_id = $1 and key = 'fetch'`, [runId, JSON.stringify(input)]);
   const config = {
     credential: 'x', pageSize: 1000, check: { allowEmpty: false, minFractionOfLast: 0.5 }, badRows,
     datasets: [
@@ -37,7 +40,7 @@ async function run(badRows: QueryConfig['badRows']) {
   } as QueryConfig;
   const ctx = {
     runId, pipelineId: 'q.test', stepKey: 'transform', attempt: 1, signal: new AbortController().signal, config, params: {},
-    input: { sandbox: false, datasets: { countries: await stage('countries', countries), airlines: await stage('airlines', airlines) } },
+    input,
     outputs: {}, checkpoint: null, saveCheckpoint: async () => {}, reportRows: () => {}, event: () => {}, progress: () => {}, log: silentLog,
     services: { db } as unknown as Services,
   } as unknown as Parameters<typeof queryTransformStep.run>[0];

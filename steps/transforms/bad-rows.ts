@@ -53,6 +53,8 @@ export interface RejectTracker {
   readonly total: number;
   readonly first: string | undefined;
   add(r: Reject): void;
+  /** Sets the count to `n`, rows an earlier attempt rejected included (a continuation). */
+  restore(n: number, firstReason: string | undefined): void;
   /** Drops stored samples the coming work will produce again (all, or from a page on). */
   clear(fromPage?: number): Promise<void>;
   /** Stores the total and the samples added since the last flush. */
@@ -92,6 +94,10 @@ export function createRejectTracker(a: {
         dataset: r.dataset, row: r.row, ...(r.page !== undefined ? { page: r.page } : {}), reason: r.reason,
         ...(r.path ? { path: r.path } : {}), value: valueText(r.value),
       });
+    },
+    restore(n, firstReason) {
+      total = n;
+      first ??= firstReason;
     },
     async clear(fromPage) {
       await clearRejects(a.db.pool, { runId: a.runId, stepKey: a.stepKey, fromPage });

@@ -24,7 +24,16 @@ export function defineWorkflow<S = unknown, Cfg = unknown>(def: WorkflowDef<S, C
     if (keys.has(s.key)) throw new Error(`workflow ${def.id}: duplicate step key ${s.key}`);
     keys.add(s.key);
   }
+  if (def.steps[0].streams) throw new Error(`workflow ${def.id}: the first step has no step before it to stream from`);
   return def;
+}
+
+/** The position of the head of the step's group: the nearest step at or before it that
+ *  does not stream. Steps from there on may run at the same time (ARCHITECTURE.md). */
+export function groupHead(steps: readonly Pick<StepDef, 'streams'>[], index: number): number {
+  let i = index;
+  while (i > 0 && steps[i].streams) i--;
+  return i;
 }
 
 export type Registry = ReadonlyMap<string, WorkflowDef>;

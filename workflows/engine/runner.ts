@@ -5,7 +5,7 @@ import type { Logger } from '../../lib/logger';
 import { abortReason } from '../../lib/abort';
 import { withDbRetry } from '../../lib/pg-retry';
 import { NonRetryableError, StepAbortedError } from '../../lib/errors';
-import type { Registry, WorkflowDef } from './define';
+import { groupHead, type Registry, type WorkflowDef } from './define';
 import type { StepContext, StepDef } from '../../steps/define';
 import { watchStep, type ActiveSteps } from './active-steps';
 import type { EventBus } from './events';
@@ -58,7 +58,7 @@ async function processStep(r: Runner, job: Job<StepJobData>, token: string | und
   const wf = r.registry.get(job.data.workflow);
   const step = wf?.steps.find((s) => s.key === key);
   const local = r.handoffs.take(job);
-  const claimed = local ?? (await claim(r, job, token));
+  const claimed = local ?? (await claim(r, job, token, step?.streams ? groupHead(wf!.steps, wf!.steps.indexOf(step)) : undefined));
   // Already succeeded, run cancelled/finished, an earlier step not succeeded, or an
   // older generation's job: nothing to do (the reconciler repairs a run left behind).
   if (!claimed) return { skipped: true };
@@ -81,11 +81,11 @@ async function processStep(r: Runner, job: Job<StepJobData>, token: string | und
 }
 
 /** The fenced claim in Postgres; null when there is nothing to do. */
-async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined): Promise<stepState.ClaimedStep | null> {
+async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined, groupHead?: number): Promise<stepState.ClaimedStep | null> {
   const { runId, generation, key } = job.data;
   try {
     return await withDbRetry(() => stepState.claimStep(r.db.pool, {
-      runId, key, generation, jobId: job.id!, worker: r.workerId, adopt: job.attemptsStarted === 1,
+      runId, key, generation, jobId: job.id!, worker: r.workerId, adopt: job.attemptsStarted === 1, groupHead,
     }));
   } catch (err) {
     // Postgres is still away after the retries: the step never started, so put the job
@@ -113,7 +113,8 @@ async function execute(
   const output = await untilAborted(step.run(ctx), signal);
   const checked = step.output ? parseWith(step, 'output', output) : output;
   const nextStep = wf.steps[wf.steps.indexOf(step) + 1];
-  const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId };
+  // A streaming next step is running (or queued) already: no handoff to it.
+  const next = nextStep && !nextStep.streams ? { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId } : undefined;
   // The attempt's buffered events go in parallel with its completion: no added latency.
   const [done] = await Promise.all([withDbRetry(() => stepState.completeStep(r.db.pool, {
     runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
@@ -145,7 +146,9 @@ function stepContext(
   const previous = index > 0 ? claimed.outputs[wf.steps[index - 1].key] : undefined;
   return {
     runId, pipelineId, stepKey: key, attempt, signal, config: parsed.data,
-    params: claimed.params, input: step.input ? parseWith(step, 'input', previous) : previous, outputs: claimed.outputs,
+    // A streaming step may start before the step it streams from has an output.
+    params: claimed.params, input: step.input && !(step.streams && previous === undefined) ? parseWith(step, 'input', previous) : previous,
+    outputs: claimed.outputs,
     checkpoint: claimed.checkpoint,
     saveCheckpoint: async (value) => {
       // Buffered events are written beside the checkpoint, in parallel: one wait, not two.

@@ -4,7 +4,7 @@ import * as stepState from '../../db/steps';
 import type { Logger } from '../../lib/logger';
 import { withDbRetry } from '../../lib/pg-retry';
 import { redact } from '../../lib/redact';
-import { NonRetryableError, StepAbortedError } from '../../lib/errors';
+import { NonRetryableError, StepAbortedError, StepYieldError } from '../../lib/errors';
 import type { EventBus } from './events';
 import { backoffDelay, type StepJobData } from './flow';
 import type { StepTelemetry } from './step-telemetry';
@@ -38,6 +38,13 @@ export async function settleFailure(
     // the next execution gets a new attempt number, so the two never share staging.
     await withDbRetry(() => stepState.releaseStep(deps.db.pool, { runId, key, attempt: a.attempt }), { retries: 2 }).catch(() => {});
     await a.job.moveToDelayed(Date.now() + 250, a.token);
+    throw new DelayedError();
+  }
+  if (err instanceof StepYieldError && a.token) {
+    // A streaming step waiting for a producer that is not running: hand it back, as above.
+    a.log.info({ reason: err.message }, 'step handed back until its producer runs');
+    await withDbRetry(() => stepState.releaseStep(deps.db.pool, { runId, key, attempt: a.attempt, why: err.message }), { retries: 2 }).catch(() => {});
+    await a.job.moveToDelayed(Date.now() + err.delayMs, a.token);
     throw new DelayedError();
   }
   if (err instanceof StepAbortedError && err.reason === 'cancelled') {

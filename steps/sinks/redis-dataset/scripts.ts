@@ -8,8 +8,7 @@ import type { Redis } from 'ioredis';
 /** Keyed lines (`"<field, JSON-encoded>"\t<value>\n`) into the hash KEYS[1]; returns
  *  {fields created, lines, bytes of fields and values}. A field is sent JSON-encoded, so
  *  it is decoded here only when it holds an escape. */
-const HASH_LOAD = `
-local data, key = ARGV[1], KEYS[1]
+const HASH_LOAD_BODY = `
 local len, pos = #data, 1
 local created, lines, bytes, na = 0, 0, 0, 0
 local args = {}
@@ -41,8 +40,85 @@ while pos <= len do
   pos = nl + 1
 end
 if na > 0 then created = created + redis.call('HSET', key, unpack(args, 1, na)) end
-redis.call('PEXPIRE', key, ARGV[2])
 return {created, lines, bytes}`;
+const HASH_LOAD = `local function load_hash(key, data)
+${HASH_LOAD_BODY}
+end
+local r = load_hash(KEYS[1], ARGV[1])
+if r.err then return r end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return r`;
+
+/**
+ * The streaming build (./stream-build.ts) keeps its position beside the build key, in a
+ * state hash: `owner` (the attempt building), `pos` ("<chunk>:<piece>", the next piece to
+ * load), `sent`, `bytes`, `rows` (JSON elements), `done`. BUILD_OPEN takes the build over
+ * for an attempt (an older one is refused from then on); LOAD_AT loads one piece only if
+ * it is the next one and the caller owns the build, and advances `pos` in the same atomic
+ * call: each piece is loaded exactly once, whoever loads it.
+ * KEYS: build key, state key.
+ */
+const BUILD_GUARD = `
+local me = tonumber(ARGV[1])
+local owner = tonumber(redis.call('HGET', KEYS[2], 'owner') or '0')
+if owner > me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. ' was superseded by attempt ' .. owner) end`;
+
+/** KEYS: build, state, the run's list of builds. ARGV: attempt, ttl ms. Returns {pos,
+ *  sent, bytes, rows, done}. The list lets the publish clean up builds of abandoned epochs. */
+export const BUILD_OPEN = `${BUILD_GUARD}
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('UNLINK', KEYS[1]) end
+redis.call('HSET', KEYS[2], 'owner', me)
+redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local st = redis.call('HMGET', KEYS[2], 'pos', 'sent', 'bytes', 'rows', 'done')
+return {st[1] or '0:0', tonumber(st[2] or '0'), tonumber(st[3] or '0'), tonumber(st[4] or '0'), tonumber(st[5] or '0')}`;
+
+/** ARGV: attempt, ttl ms, pos, next pos, shape, piece, elements (json). Returns
+ *  {fields created, lines, bytes}, as HASH_LOAD. */
+export const LOAD_AT = `${BUILD_GUARD}
+if owner < me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. ' does not own the build') end
+local at = redis.call('HGET', KEYS[2], 'pos') or '0:0'
+if at ~= ARGV[3] then return redis.error_reply('ERR etl-pos: the build is at ' .. at .. ', not ' .. ARGV[3]) end
+local created, lines, bytes = 0, 0, 0
+if ARGV[5] == 'hash' then
+  local r = load_hash(KEYS[1], ARGV[6])
+  if r.err then return r end
+  created, lines, bytes = r[1], r[2], r[3]
+elseif #ARGV[6] > 0 then
+  local rows = tonumber(redis.call('HGET', KEYS[2], 'rows') or '0')
+  local text = (rows == 0 and '[' or ',') .. ARGV[6]
+  redis.call('APPEND', KEYS[1], text)
+  lines, bytes = tonumber(ARGV[7]), #text
+  redis.call('HINCRBY', KEYS[2], 'rows', lines)
+end
+redis.call('HSET', KEYS[2], 'pos', ARGV[4])
+redis.call('HINCRBY', KEYS[2], 'sent', lines)
+redis.call('HINCRBY', KEYS[2], 'bytes', bytes)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {created, lines, bytes}`;
+
+/** ARGV: attempt, ttl ms, shape. Closes a JSON array once; returns {size, bytes, sent}. */
+export const BUILD_FINISH = `${BUILD_GUARD}
+if owner < me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. ' does not own the build') end
+if ARGV[3] == 'json' and redis.call('HGET', KEYS[2], 'done') ~= '1' then
+  local rows = tonumber(redis.call('HGET', KEYS[2], 'rows') or '0')
+  local text = rows == 0 and '[]' or ']'
+  redis.call('APPEND', KEYS[1], text)
+  redis.call('HINCRBY', KEYS[2], 'bytes', #text)
+  redis.call('HSET', KEYS[2], 'done', '1')
+end
+local size
+if ARGV[3] == 'hash' then size = redis.call('HLEN', KEYS[1]) else size = redis.call('STRLEN', KEYS[1]) end
+return {size, tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0'), tonumber(redis.call('HGET', KEYS[2], 'sent') or '0')}`;
+
+/** LOAD_AT with HASH_LOAD's loop as its helper. */
+export const LOAD_AT_SCRIPT = `local function load_hash(key, data)
+${HASH_LOAD_BODY}
+end
+${LOAD_AT}`;
 
 /** Loads HASH_LOAD; its sha is then called with EVALSHA(sha, 1, buildKey, piece, ttlMs). */
 export async function loadHashLoad(redis: Redis): Promise<string> {

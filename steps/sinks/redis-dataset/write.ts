@@ -108,33 +108,44 @@ export async function writeRedisDatasets(a: WriteRedisDatasetsArgs): Promise<Wri
       await a.redis.unlink(...stale);
     }
     for (const d of a.datasets) built.push(await buildOne(a, d, tmpKey(d.dataset, attemptId)));
-    a.signal?.throwIfAborted();
-    const metas = await readDatasetMetas(a.redis, built.map((b) => b.dataset));
-    built.forEach((b, i) => { b.lastRows = metas[i]?.rows ?? null; });
-    for (const [i, b] of built.entries()) {
-      try {
-        checkRowCount(b.rows, b.lastRows, a.datasets[i].check ?? a.check);
-      } catch (err) {
-        if (built.length > 1 && err instanceof NonRetryableError) throw new NonRetryableError(`dataset ${b.dataset}: ${err.message}`, err.details);
-        throw err;
-      }
-    }
-    for (const b of built) a.onCheck?.(b.rows, b.lastRows);
-    await a.beforePublish?.(built);
-    a.signal?.throwIfAborted();
-    const updatedAt = new Date().toISOString();
-    const items: PublishItem[] = built.map((b) => ({
-      dataset: b.dataset, tmp: b.tmp, shape: b.shape, size: b.size,
-      meta: { runId: a.runId, pipelineId: a.pipelineId, rows: b.rows, updatedAt, shape: b.shape, bytes: b.bytes } satisfies DatasetMeta,
-    }));
-    const fence = a.attempt === undefined ? undefined : { runId: a.runId, step: a.step ?? 'write', attempt: a.attempt };
-    const swap = () => publishDatasets(a.redis, items, fence);
-    await (a.whileLive ? a.whileLive(swap) : swap());
-    return built.map(({ key, rows, bytes, duplicates }) => ({ key, rows, bytes, duplicates }));
+    return await publishBuilt(a, built);
   } catch (err) {
     await a.redis.unlink(...built.map((b) => b.tmp)).catch(() => {}); // else the TTL reclaims them
     throw err;
   }
+}
+
+/** The publish half of writeRedisDatasets, for datasets already built (also by the
+ *  streaming build, ./stream-build.ts): every data check (one refusal publishes
+ *  nothing), `beforePublish`, then the fenced swap of all of them at once. */
+export async function publishBuilt(
+  a: Pick<WriteRedisDatasetsArgs, 'redis' | 'runId' | 'attempt' | 'pipelineId' | 'check' | 'onCheck' | 'signal' | 'step' | 'whileLive' | 'beforePublish'>
+    & { datasets: readonly Pick<DatasetInput, 'check'>[] },
+  built: BuiltDataset[],
+): Promise<WriteRedisDatasetResult[]> {
+  a.signal?.throwIfAborted();
+  const metas = await readDatasetMetas(a.redis, built.map((b) => b.dataset));
+  built.forEach((b, i) => { b.lastRows = metas[i]?.rows ?? null; });
+  for (const [i, b] of built.entries()) {
+    try {
+      checkRowCount(b.rows, b.lastRows, a.datasets[i].check ?? a.check);
+    } catch (err) {
+      if (built.length > 1 && err instanceof NonRetryableError) throw new NonRetryableError(`dataset ${b.dataset}: ${err.message}`, err.details);
+      throw err;
+    }
+  }
+  for (const b of built) a.onCheck?.(b.rows, b.lastRows);
+  await a.beforePublish?.(built);
+  a.signal?.throwIfAborted();
+  const updatedAt = new Date().toISOString();
+  const items: PublishItem[] = built.map((b) => ({
+    dataset: b.dataset, tmp: b.tmp, shape: b.shape, size: b.size,
+    meta: { runId: a.runId, pipelineId: a.pipelineId, rows: b.rows, updatedAt, shape: b.shape, bytes: b.bytes } satisfies DatasetMeta,
+  }));
+  const fence = a.attempt === undefined ? undefined : { runId: a.runId, step: a.step ?? 'write', attempt: a.attempt };
+  const swap = () => publishDatasets(a.redis, items, fence);
+  await (a.whileLive ? a.whileLive(swap) : swap());
+  return built.map(({ key, rows, bytes, duplicates }) => ({ key, rows, bytes, duplicates }));
 }
 
 /** Builds one dataset under `tmp`; on failure leaves no build key behind. */
