@@ -288,10 +288,10 @@ async function writeEpoch(ctx: StepContext<Services, QueryConfig, unknown>, up: 
     }, built));
     // The state hashes (the builds were renamed), and any build of an abandoned epoch.
     await dropRunBuilds(redis, ctx.runId).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'could not drop leftover builds; they expire'));
-    const published: Record<string, { key: string; rows: number }> = {};
+    const published: Record<string, { key: string; rows: number; duplicates: number }> = {};
     let total = 0;
     ctx.config.datasets.forEach((ds, i) => {
-      published[ds.name] = { key: results[i].key, rows: results[i].rows };
+      published[ds.name] = { key: results[i].key, rows: results[i].rows, duplicates: results[i].duplicates };
       total += results[i].rows;
       publishedEvent(ctx, results[i].key, results[i].rows);
     });

@@ -42,6 +42,8 @@ export interface WorkerRuntimeOptions {
   scheduler?: false | Partial<Pick<SchedulerOptions, 'intervalMs' | 'lateMs' | 'retryPendingMs' | 'watchdogMs' | 'now' | 'allowSeconds'>>;
   /** The health heartbeat (worker/heartbeat.ts); `file` is what the container healthcheck reads. */
   heartbeat?: { file?: string; intervalMs?: number };
+  /** Tests that kill workers many times shorten the stall settings (default WORKER_SETTINGS). */
+  stall?: { lockDuration?: number; stalledInterval?: number };
   /** Alerts (SPEC §12): the outbox sender and the staleness / overdue watch. Off when absent. */
   alerts?: Omit<AlertSenderOptions, 'db' | 'log' | 'workerId'> & { evalMs?: number };
 }
@@ -80,6 +82,7 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
     connection: blocking,
     concurrency: o.concurrency ?? 16,
     ...WORKER_SETTINGS,
+    ...o.stall,
     settings: {
       backoffStrategy: (attemptsMade, _type, err, job) =>
         backoffDelay(attemptsMade, (job?.data as StepJobData | undefined)?.retry ?? { baseMs: 1_000, maxMs: 60_000 }, err),
