@@ -15,7 +15,7 @@ const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const log = createLogger({ level: 'warn' });
 const services = createServices({ config, db, redis, log, env: { ETL_CRED_CLICKHOUSE: '{"username":"default","password":""}' } });
 const rt = await startWorkerRuntime({
-  db, redisUrl: config.REDIS_URL, queueName: env.QUEUE, registry: createRegistry([benchQueryWorkflow]), services, log, concurrency: 2,
+  db, redisUrl: config.REDIS_URL, queueName: env.QUEUE, registry: createRegistry([benchQueryWorkflow]), services, log, concurrency: Number(env.WORKER_CONCURRENCY ?? 8),
 });
 process.stdout.write('ready\n');
 async function shutdown() {

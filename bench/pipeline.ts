@@ -124,8 +124,10 @@ async function bundleWorker(): Promise<{ file: string; tuning: Record<string, st
     platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning', splitting: true,
   });
   const compose = parse(readFileSync(path.join(here, '..', 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: { 'marketing-worker': { environment: Record<string, string> } } };
-  // The process tuning the worker service gets: NODE_OPTIONS and glibc's MALLOC_* settings.
-  const tuning = Object.fromEntries(Object.entries(compose.services['marketing-worker'].environment).filter(([k]) => k === 'NODE_OPTIONS' || k.startsWith('MALLOC_')));
+  // The process tuning the worker service gets: NODE_OPTIONS, its step concurrency (the
+  // overlapped steps of a run run at the same time) and glibc's MALLOC_* settings.
+  const tuning = Object.fromEntries(Object.entries(compose.services['marketing-worker'].environment)
+    .filter(([k]) => k === 'NODE_OPTIONS' || k === 'WORKER_CONCURRENCY' || k.startsWith('MALLOC_')));
   return { file: path.join(outdir, 'pipeline-worker.mjs'), tuning };
 }
 

@@ -76,6 +76,19 @@ describe('claimStep', () => {
     // …and the claim of the next step sees the earlier step's output.
     expect(await claim(runId, 'transform')).toMatchObject({ attempt: 1, outputs: { fetch: { of: 'fetch' } } });
   });
+
+  it('lets a streaming step run beside the steps of its group, never before its group’s head', async () => {
+    const runId = await newRun(db.pool, 'p');
+    const stream = (key: string, groupHead: number) => steps.claimStep(db.pool, { runId, key, generation: 0, jobId: `${runId}.g0.${key}`, worker: 'A', groupHead });
+    // write in a group headed by transform (position 1): fetch must have succeeded first.
+    expect(await stream('write', 1)).toBeNull();
+    expect(await stepRow(db.pool, runId, 'write')).toMatchObject({ status: 'pending', attempts: 0 });
+    // In the group headed by fetch (position 0), transform and write run while fetch runs.
+    await claim(runId, 'fetch');
+    expect(await stream('transform', 0)).toMatchObject({ attempt: 1, outputs: {} });
+    expect(await stream('write', 0)).toMatchObject({ attempt: 1 });
+    expect(await stepStatuses(db.pool, runId)).toEqual(['running', 'running', 'running']);
+  });
 });
 
 describe('saveCheckpoint', () => {

@@ -135,3 +135,42 @@ describe('backoffDelay', () => {
     expect(backoffDelay(1, retry, { retryAfterMs: -1 })).toBe(500);
   });
 });
+
+describe('buildFlow: streaming steps run beside the step they stream from', () => {
+  const streaming = (key: string) => defineStep({ key, streams: true, run: () => Promise.resolve(null) });
+  const keys = (jobs: FlowJob[] | undefined) => (jobs ?? []).map((j) => (j.data as StepJobData).key);
+
+  it('makes a group of a step and the streaming steps after it: all children of the root', () => {
+    const flow = build(0, [step('fetch'), streaming('transform'), streaming('write')]);
+    expect(keys(flow.children)).toEqual(['fetch', 'transform', 'write']);
+    for (const j of flow.children!) expect(j.children).toBeUndefined();
+  });
+
+  it('hangs a group under the next group’s head, so the next group waits for all of it', () => {
+    const flow = build(0, [step('extract'), step('fetch'), streaming('transform'), step('publish'), streaming('notify')]);
+    expect(keys(flow.children)).toEqual(['publish', 'notify']);
+    const publish = flow.children![0];
+    expect(flow.children![1].children).toBeUndefined();
+    expect(keys(publish.children)).toEqual(['fetch', 'transform']);
+    expect(keys(publish.children![0].children)).toEqual(['extract']);
+    expect(publish.children![1].children).toBeUndefined();
+  });
+
+  it('refuses a workflow whose first step streams (there is nothing before it)', async () => {
+    const { defineWorkflow } = await import('./define');
+    expect(() => defineWorkflow({ id: 'w', steps: [streaming('a')] })).toThrow(/first step has no step before it/);
+  });
+
+  it('starts a rebuilt flow whose first remaining step streams as a group head', () => {
+    const flow = build(1, [streaming('transform'), streaming('write')]);
+    expect(keys(flow.children)).toEqual(['transform', 'write']);
+  });
+});
+
+describe('groupHead', () => {
+  it('is the nearest step at or before that does not stream', async () => {
+    const { groupHead } = await import('./define');
+    const s = [{}, { streams: true }, { streams: true }, {}, { streams: true }];
+    expect([0, 1, 2, 3, 4].map((i) => groupHead(s, i))).toEqual([0, 0, 0, 3, 3]);
+  });
+});
