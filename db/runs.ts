@@ -199,7 +199,8 @@ export async function listActiveRuns(q: Q, olderThanMs: number): Promise<{ id: s
 /** Which of these runs are cancelled: the workers' poll for a missed cancel broadcast. */
 export async function cancelledAmong(q: Q, runIds: string[]): Promise<string[]> {
   if (runIds.length === 0) return [];
-  const { rows } = await q.query<{ id: string }>(`select id from etl_runs where id = any($1::uuid[]) and status = 'cancelled'`, [runIds]);
+  // A failed run too: a step overlapped with the one that failed is stopped with it.
+  const { rows } = await q.query<{ id: string }>(`select id from etl_runs where id = any($1::uuid[]) and status in ('cancelled', 'failed')`, [runIds]);
   return rows.map((r) => r.id);
 }
 

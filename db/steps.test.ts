@@ -204,6 +204,18 @@ describe('handoff (completeStep with next, markHandoffsTaken)', () => {
 });
 
 describe('failStep', () => {
+  it('a final failure stops the steps overlapped with it (cancelled, "stopped"), and the cancel poll sees the run', async () => {
+    const runId = await newRun(db.pool, 'p');
+    await claim(runId, 'fetch');
+    await steps.claimStep(db.pool, { runId, key: 'transform', generation: 0, jobId: `${runId}.g0.transform`, worker: 'A', groupHead: 0 });
+    expect(await fail(runId, 'transform', { attempt: 1, final: true })).toBe(true);
+    expect(await stepStatuses(db.pool, runId)).toEqual(['cancelled', 'failed', 'pending']);
+    expect(await stepRow(db.pool, runId, 'fetch')).toMatchObject({ error: 'stopped: step transform failed' });
+    expect(await attempts(db.pool, runId, 'fetch')).toEqual([[1, 'cancelled', 'A']]);
+    expect(await runRow(db.pool, runId)).toMatchObject({ status: 'failed', error: 'transform: boom' });
+    expect(await runs.cancelledAmong(db.pool, [runId])).toEqual([runId]);
+  });
+
   it('a retryable failure puts the step back to pending; a final one fails step and run', async () => {
     const runId = await newRun(db.pool, 'p');
     await claim(runId, 'fetch');

@@ -218,7 +218,16 @@ export async function failStep(q: Q, a: {
      ru as (
        update etl_runs set status = 'failed', error = $2 || ': ' || $5, finished_at = now(), updated_at = now()
        where id = $1 and $7 and status in ('queued', 'running') and exists (select 1 from s)
-       returning id, pipeline_id, error),${RUN_FAILED_ALERT_CTES}
+       returning id, pipeline_id, error),
+     -- Steps of the run still running beside this one (overlapped steps) stop with it:
+     -- their writes are fenced off from here, and the 2 s poll aborts them.
+     sib as (
+       update etl_run_steps set status = 'cancelled', finished_at = now(), handoff = false, updated_at = now(),
+         error = 'stopped: step ' || $2 || ' failed'
+       where run_id = $1 and key <> $2 and status = 'running' and exists (select 1 from ru)),
+     siba as (
+       update etl_step_attempts set status = 'cancelled', finished_at = now(), error = 'stopped: step ' || $2 || ' failed'
+       where run_id = $1 and step_key <> $2 and status = 'running' and exists (select 1 from ru)),${RUN_FAILED_ALERT_CTES}
      select count(*)::int as n from s`,
     values: [a.runId, a.key, a.generation, a.attempt, a.error, a.stack, a.final],
   });
