@@ -1,3 +1,4 @@
+import type { StepDef } from '../steps/define';
 import { queryConfigSchema, queryFetchStep, queryTransformStep, queryWriteStep } from '../steps/query-steps';
 import { defineWorkflow } from '../workflows/engine/define';
 
@@ -22,4 +23,24 @@ export const benchConfig = (n: number, dataset: string) => ({
   credential: 'clickhouse', pageSize: 10_000,
   datasets: [{ name: 'rows', dataset, shape: 'hash', keyField: 'id', sql: benchSql(n), columns: benchColumns }],
   check: { allowEmpty: false, minFractionOfLast: 0 },
+});
+
+/** The same step with its telemetry switched off: no events, no live progress, and its
+ *  rows reported once at the end. The bench runs both to measure what telemetry costs. */
+function quiet<S extends StepDef>(step: S): S {
+  return {
+    ...step,
+    async run(ctx) {
+      let rows: { in?: number; out?: number } = {};
+      const out = await step.run({ ...ctx, event() {}, progress() {}, reportRows: (r) => { rows = { ...rows, ...r }; } });
+      ctx.reportRows(rows);
+      return out;
+    },
+  };
+}
+
+export const benchQuietWorkflow = defineWorkflow({
+  id: 'bench-query-quiet',
+  config: queryConfigSchema,
+  steps: [quiet(queryFetchStep('clickhouse')), quiet(queryTransformStep), quiet(queryWriteStep)],
 });

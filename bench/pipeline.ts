@@ -14,7 +14,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { ensureClickHouse } from '../test/fakes/clickhouse';
 import { asyncOf } from '../test/helpers';
-import { benchConfig, benchQueryWorkflow, benchSql } from './pipeline-workflow';
+import { benchConfig, benchQueryWorkflow, benchQuietWorkflow, benchSql } from './pipeline-workflow';
 import { dropDatabase, now, percentile, type BenchRow } from './util';
 
 /**
@@ -29,6 +29,7 @@ const REDIS = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const N = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const RSS_SMALL = Number(process.env.BENCH_RSS_SMALL ?? 200_000);
 const RSS_LARGE = Number(process.env.BENCH_RSS_LARGE ?? 2_000_000);
+const AB_RUNS = Number(process.env.BENCH_AB_RUNS ?? 3);
 
 function rowAt(i: number) {
   return { id: i, name: `customer-${i}`, city: ['Kyiv', 'Lisbon', 'Tokyo', 'Dubai', 'Cancún'][i % 5], country: ['UA', 'PT', 'JP', 'AE', 'MX'][i % 5],
@@ -82,6 +83,7 @@ function latencyProbe(url: string) {
     },
   };
 }
+const median = (xs: number[]) => percentile(xs, 50);
 const latencyStats = (xs: number[]) => ({ p999: percentile(xs, 99.9), max: Math.max(...xs), n: xs.length });
 
 /** The bq.projects mirror: `n` rows already in the table; the source then loses 3 % of
@@ -158,12 +160,12 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   const chUrl = await ensureClickHouse();
   const dbName = `etl_bench_pipe_${process.pid}`;
   const url = `${PG}/${dbName}`;
-  const seed = (id: string, n: number) => ({ id, workflow: 'bench-query', description: '', cron: '0 0 * * *', timezone: 'UTC', config: benchConfig(n, `bench:${process.pid}:${id}`) });
-  await migrateDatabase(url, [seed('p1m', N), seed('p200k', RSS_SMALL), seed('p2m', RSS_LARGE)]);
+  const seed = (id: string, n: number, workflow = 'bench-query') => ({ id, workflow, description: '', cron: '0 0 * * *', timezone: 'UTC', config: benchConfig(n, `bench:${process.pid}:${id}`) });
+  await migrateDatabase(url, [seed('p1m', N), seed('p200k', RSS_SMALL), seed('p2m', RSS_LARGE), seed('p1mq', N, 'bench-query-quiet')]);
   const db = createDatabase(url, { max: 8 });
   const redis = new Redis(REDIS, { maxRetriesPerRequest: null });
   const queueName = `bench-pipe-${process.pid}`;
-  const engine = createEngine({ db, redis, queueName, registry: createRegistry([benchQueryWorkflow]), log: createLogger({ level: 'silent' }) });
+  const engine = createEngine({ db, redis, queueName, registry: createRegistry([benchQueryWorkflow, benchQuietWorkflow]), log: createLogger({ level: 'silent' }) });
 
   // Stage alone: reading the source.
   const ch = createClickHouse({ url: chUrl, credential: null });
@@ -205,6 +207,12 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   const win = (await db.pool.query(`select extract(epoch from s.started_at) * 1000 as a, extract(epoch from s.finished_at) * 1000 as b
     from etl_run_steps s join etl_runs r on r.id = s.run_id where r.pipeline_id = 'p1m' and s.key = 'write' order by s.finished_at desc limit 1`)).rows[0];
   const busy = latencyStats(samples.filter((x) => x.at >= Number(win.a) && x.at <= Number(win.b)).map((x) => x.ms));
+  // What step telemetry (events, live progress) costs: the same 1M-row pipeline with it
+  // and without it (bench-query-quiet), alternating, the order swapped every round.
+  const ab = { on: [] as number[], off: [] as number[] };
+  for (let i = 0; i < AB_RUNS; i++) {
+    for (const id of i % 2 ? ['p1mq', 'p1m'] : ['p1m', 'p1mq']) (id === 'p1m' ? ab.on : ab.off).push((await runPipeline(id, N)).rps);
+  }
   const small = await runPipeline('p200k', RSS_SMALL);
   const large = await runPipeline('p2m', RSS_LARGE);
 
@@ -221,6 +229,11 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   const b = `pipeline: ${N.toLocaleString('en')} rows`;
   return [
     { bench: b, metric: 'end to end ClickHouse → fetch → transform → write (Redis hash)', value: e2e.rps, unit: 'rows/s', note: 'target ≥ 200,000' },
+    ...(AB_RUNS ? [
+      { bench: b, metric: `end to end, median of ${AB_RUNS}: with step telemetry (events, progress)`, value: median(ab.on), unit: 'rows/s', note: ab.on.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
+      { bench: b, metric: `end to end, median of ${AB_RUNS}: telemetry off (same steps, alternating)`, value: median(ab.off), unit: 'rows/s', note: ab.off.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
+      { bench: b, metric: 'ratio with telemetry / without', value: median(ab.on) / median(ab.off), unit: '×', note: 'target ≥ 0.95 (#12)' },
+    ] : []),
     { bench: b, metric: 'stage alone: read ClickHouse', value: sourceRps, unit: 'rows/s' },
     { bench: b, metric: 'stage alone: pipelined HSET to Redis', value: redisRps, unit: 'rows/s' },
     { bench: b, metric: 'ratio end to end / slowest stage', value: e2e.rps / slowest, unit: '×', note: 'target ≥ 0.5' },

@@ -10,6 +10,7 @@ import type { Services, SourceKind } from './services';
 import { openStaging, stagedRefSchema, readStaged, type StagedRef } from './staging';
 import { createAnnouncer, EpochMoved, sameStream, streamTag, Upstream, type StreamId } from './stream';
 import * as blobs from '../db/blobs';
+import { rememberChunk } from './chunk-cache';
 import { clearRejects, firstRejectReason } from '../db/rejects';
 import { streamSourceState } from '../db/steps';
 import { columnSpecSchema } from './transforms/columns';
@@ -77,7 +78,7 @@ export function queryFetchStep(kind: SourceKind) {
       const announce = createAnnouncer(ctx);
       for (const ds of ctx.config.datasets) {
         const name = `fetch.${ds.name}.a${ctx.attempt}`;
-        const out = await openStaging(ctx.services.db, ctx.runId, name);
+        const out = await openStaging(ctx.services.db, ctx.runId, name, { streamed: true });
         await announce.open(ds.name, { runId: ctx.runId, name });
         if (src.chunks) {
           for await (const c of src.chunks(ds.sql, { signal: ctx.signal })) {
@@ -176,6 +177,7 @@ async function transformEpoch(ctx: TransformCtx, up: Upstream, announce: ReturnT
       // Staged ready to publish: the write step sends these lines as they are.
       const ok = await blobs.insertBlobFenced(db.pool, { runId: ctx.runId, name, seq, rows: v.rows - v.bad, data: v.data, step: ctx.stepKey, attempt: ctx.attempt });
       if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
+      rememberChunk(ctx.runId, name, seq, v.data);
       ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
     }
     const staged: StagedRef = datasets[ds.name] = { kind: 'staged', runId: ctx.runId, name, chunks: seq, rows: dsOut, ...(keyed ? { format: 'keyed' as const } : {}) };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import * as blobs from '../db/blobs';
+import { rememberChunk } from './chunk-cache';
 
 /**
  * Durable staging of rows between steps: a step writes its rows as NDJSON chunks into
@@ -48,6 +49,8 @@ export class StagingWriter {
     // 2 MB: measured against 1 and 4 MB, the best throughput with a flat worker RSS
     // under the 512 MB container (bench/pipeline.ts).
     private chunkBytes = 2 * 1024 * 1024,
+    /** A step streams from these chunks (steps/stream.ts): keep them in chunk-cache.ts. */
+    private streamed = false,
   ) {}
 
   /** Appends one row; flushes a chunk when the buffer is full (with at most two inserts
@@ -110,6 +113,11 @@ export class StagingWriter {
     const seq = this.seq++;
     while (this.pending.length >= 2) await this.pending.shift();
     const insert = blobs.insertBlob(this.db.pool, { runId: this.runId, name: this.name, seq, rows, data });
+    // Committed: a step streaming from this one in this process takes it from memory.
+    if (this.streamed && Buffer.isBuffer(data)) {
+      const bytes = data;
+      insert.then(() => rememberChunk(this.runId, this.name, seq, bytes), () => {});
+    }
     insert.catch(() => {}); // observed by a later flush or close
     this.pending.push(insert);
   }
@@ -124,9 +132,9 @@ export class StagingWriter {
   }
 }
 
-export async function openStaging(db: Database, runId: string, name: string): Promise<StagingWriter> {
+export async function openStaging(db: Database, runId: string, name: string, o: { streamed?: boolean } = {}): Promise<StagingWriter> {
   await blobs.deleteBlobs(db.pool, runId, name);
-  return new StagingWriter(db, runId, name);
+  return new StagingWriter(db, runId, name, undefined, o.streamed);
 }
 
 /** Yields the staged chunks as UTF-8 bytes (whole lines each), reading up to `ahead`

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import * as blobs from '../db/blobs';
+import { takeChunk } from './chunk-cache';
 import { streamSourceState, type StreamSourceState } from '../db/steps';
 import { NonRetryableError, StepAbortedError, StepYieldError } from '../lib/errors';
 import type { StepContext } from './define';
@@ -150,7 +151,9 @@ export class Upstream {
   private prefetch(id: StreamId, seq: number) {
     const k = this.readKey(id, seq);
     if (this.reads.has(k)) return;
-    const p = blobs.readBlobBytes(this.db.pool, id.runId, id.name, seq);
+    // Committed by a step in this process a moment ago: no need to read it back.
+    const mine = takeChunk(id.runId, id.name, seq);
+    const p = mine ? Promise.resolve(mine) : blobs.readBlobBytes(this.db.pool, id.runId, id.name, seq);
     p.catch(() => {}); // observed when its turn comes
     this.reads.set(k, p);
   }

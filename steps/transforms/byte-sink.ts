@@ -21,6 +21,10 @@ export class ByteSink {
     this.reserve(Buffer.byteLength(s));
     this.pos += this.buf.write(s, this.pos, 'utf8');
   }
+  /** The bytes written so far, without a copy: for a sink used once (it is not reset). */
+  view(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
   /** The bytes written so far (a copy), and a reset. */
   take(): Buffer {
     const out = Buffer.from(this.buf.subarray(0, this.pos));

@@ -106,7 +106,7 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
       const out = sink(chunk.length);
       const bad: BadRows = { n: 0, first: undefined };
       const rows = encodeInto(chunk, out, opts, bad);
-      return { data: out.take(), rows, bad: bad.n, firstBad: bad.first };
+      return { data: out.view(), rows, bad: bad.n, firstBad: bad.first }; // a sink per chunk: no copy
     },
   };
 }
