@@ -44,7 +44,10 @@ export async function settleFailure(
     // A streaming step waiting for a producer that is not running: hand it back, as above.
     a.log.info({ reason: err.message }, 'step handed back until its producer runs');
     await withDbRetry(() => stepState.releaseStep(deps.db.pool, { runId, key, attempt: a.attempt, why: err.message }), { retries: 2 }).catch(() => {});
-    await a.job.moveToDelayed(Date.now() + err.delayMs, a.token);
+    // Longer each time the job is handed back (up to 16×): a producer waiting out a long
+    // backoff is not polled by a stream of short attempts.
+    const times = Math.min(4, Math.max(0, (a.job.attemptsStarted ?? 1) - 1));
+    await a.job.moveToDelayed(Date.now() + err.delayMs * 2 ** times, a.token);
     throw new DelayedError();
   }
   if (err instanceof StepAbortedError && err.reason === 'cancelled') {
