@@ -8,7 +8,8 @@ import { startBigQueryEmulator, type BigQueryEmulator } from '../sandbox/bigquer
 import { sandboxBigQueryTables } from '../sandbox/data';
 import { startYespoFake, type YespoFake } from '../sandbox/yespo-fake';
 import { createServices, type Services } from '../steps/services';
-import type { Engine } from '../workflows/engine/engine';
+import { createEngine, type Engine } from '../workflows/engine/engine';
+import { startWorkerRuntime } from '../worker/worker';
 import { defaultRegistry, pipelineSeeds } from '../workflows/index';
 import { ensureClickHouse, uniqueDatabaseName } from './fakes/clickhouse';
 import { startPlatform, type Platform } from './platform';
@@ -113,6 +114,22 @@ describe('the five pipelines, end to end', () => {
     expect(JSON.parse((await redis.hget(key('bq:reference:countries'), 'UA'))!)).toEqual({ code: 'UA', name: 'Ukraine', region: 'Europe', currency: 'UAH' });
     expect(await meta('bq:reference:countries')).toMatchObject({ runId, pipelineId: 'bq.reference', rows: 20 });
     expect(steps[0].output.sandbox).toBe(true);
+  });
+
+  it('overlapped steps on a worker with one slot: a waiting step hands its slot back, no deadlock', async () => {
+    const queueName = uid('one');
+    const worker = await startWorkerRuntime({ db, redisUrl: REDIS_URL, queueName, registry: defaultRegistry(), services, log: silentLog, concurrency: 1 });
+    const one = createEngine({ db, redis, queueName, registry: defaultRegistry(), log: silentLog });
+    try {
+      const { runId } = await one.trigger('bq.reference');
+      const { steps } = await waitForRun(runId, 'succeeded');
+      expect(steps.map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+      expect((await meta('bq:reference:countries')).runId).toBe(runId);
+    } finally {
+      await worker.close(1_000);
+      await one.queue.obliterate({ force: true }).catch(() => {});
+      await one.close();
+    }
   });
 
   it('bq.projects: upserted into Postgres without duplicates on re-run, and published to Redis', async () => {
