@@ -78,7 +78,8 @@ class Builder extends RoundSender implements StreamBuild {
   /** Loads chunk `seq` from the piece the build is at (all of it, for a later chunk). */
   async addChunk(seq: number, chunk: Buffer): Promise<void> {
     if (seq < this.at.chunk) return; // loaded before
-    const pieces = cut(chunk, this.a.shape === 'hash' ? HASH_PIECE_BYTES : JSON_PIECE_BYTES);
+    const json = this.a.shape === 'json';
+    const pieces = cut(chunk, json ? JSON_PIECE_BYTES : HASH_PIECE_BYTES, json); // a hash counts its lines in Redis
     const from = seq === this.at.chunk ? this.at.piece : 0;
     let round: string[][] = [];
     for (let i = from; i < pieces.length; i++) {
@@ -133,16 +134,19 @@ function mapError(err: unknown): unknown {
   return err;
 }
 
-/** The chunk's pieces: whole lines, each at most `max` bytes unless one line is longer. */
-function cut(chunk: Buffer, max: number): { data: Buffer; lines: number }[] {
+/** The chunk's pieces: whole lines, each at most `max` bytes unless one line is longer
+ *  (and, with `countLines`, how many lines each holds). */
+function cut(chunk: Buffer, max: number, countLines: boolean): { data: Buffer; lines: number }[] {
   const out: { data: Buffer; lines: number }[] = [];
   for (let s = 0; s < chunk.length;) {
     let e = s + max >= chunk.length ? chunk.length : chunk.lastIndexOf(0x0a, s + max) + 1;
     if (e <= s) e = chunk.indexOf(0x0a, s) + 1 || chunk.length;
     const data = chunk.subarray(s, e);
     let lines = 0;
-    for (let i = data.indexOf(0x0a); i >= 0; i = data.indexOf(0x0a, i + 1)) lines++;
-    if (data.length && data[data.length - 1] !== 0x0a) lines++;
+    if (countLines) {
+      for (let i = data.indexOf(0x0a); i >= 0; i = data.indexOf(0x0a, i + 1)) lines++;
+      if (data.length && data[data.length - 1] !== 0x0a) lines++;
+    }
     out.push({ data, lines });
     s = e;
   }
