@@ -160,6 +160,12 @@ export class Upstream {
 
   private async read(id: StreamId, seq: number): Promise<Buffer | null> {
     const k = this.readKey(id, seq);
+    // Committed here since a read ahead found nothing: take it from memory.
+    const mine = takeChunk(id.runId, id.name, seq);
+    if (mine) {
+      this.reads.delete(k);
+      return mine;
+    }
     this.prefetch(id, seq);
     const p = this.reads.get(k)!;
     this.reads.delete(k);
