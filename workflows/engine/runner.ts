@@ -115,6 +115,7 @@ async function execute(
   const nextStep = wf.steps[wf.steps.indexOf(step) + 1];
   const next = nextStep && { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId };
   // The attempt's buffered events go in parallel with its completion: no added latency.
+  r.handoffs.settled(job.id!); // the completion clears the handoff flag itself
   const [done] = await Promise.all([withDbRetry(() => stepState.completeStep(r.db.pool, {
     runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
   })), telemetry.flush()]);
