@@ -29,10 +29,11 @@ export function createHandoffs(deps: { db: Database; log: Logger; active: Active
   // statement, without holding the step back: until then the claim is ours only by
   // BullMQ's activation count; after, no redelivery of the job (say, by a Redis that lost
   // recent writes) can adopt the same attempt from Postgres. A step whose completion is
-  // already sent when the write goes out is left out of it: completeStep clears the flag
-  // itself in the same row (when it matches no row, whoever changed the step cleared it:
-  // every transition does), and the write would only have queued behind it for that
-  // row's lock. So a no-op step costs no write of its own, and no flag stays set longer.
+  // already on its way when the write goes out is left out of it: completeStep clears the
+  // flag itself in the same row (when it matches no row, whoever changed the step cleared
+  // it: every transition does). So a short step costs no write of its own; its flag is
+  // cleared when its completion commits, at worst a group commit's wait (a few ms) later
+  // than the write would have.
   let taken = new Map<string, { runId: string; key: string; attempt: number }>();
   let takenTimer: NodeJS.Timeout | undefined;
   function recordTaken(jobId: string, h: { runId: string; key: string; attempt: number }) {
