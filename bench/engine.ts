@@ -8,7 +8,7 @@ import { migrateDatabase } from '../db/migrate';
 import { createLogger } from '../lib/logger';
 import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
-import { eventsChannel } from '../workflows/engine/events';
+import { eventsChannel, eventsOf } from '../workflows/engine/events';
 import { benchWorkflow } from './engine-workflow';
 import { dropDatabase, now, percentile, pool, type BenchRow } from './util';
 
@@ -112,8 +112,9 @@ export async function benchEngine(): Promise<BenchRow[]> {
   await sub.subscribe(eventsChannel(queueName), rawChannel);
   sub.on('message', (channel, msg: string) => {
     if (channel === rawChannel) return complete(rawDone, msg);
-    const e = JSON.parse(msg);
-    if (e.type === 'run' && e.status === 'succeeded') complete(engineDone, e.runId);
+    for (const e of eventsOf(JSON.parse(msg)) as { type: string; status: string; runId: string }[]) {
+      if (e.type === 'run' && e.status === 'succeeded') complete(engineDone, e.runId);
+    }
   });
   // As many worker processes per system as production runs replicas (compose: 2).
   const replicas = Array.from({ length: WORKERS });

@@ -205,4 +205,18 @@ describe('GET /api/etl/events', () => {
     ac.abort();
     await waitFor(() => t.hub.size === idle, { what: 'unsubscribe' });
   });
+
+  it('sends each event of a batched message (a JSON array) as its own frame, foreign entries dropped', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${base}/api/etl/events`, { signal: ac.signal, headers: { authorization: `Bearer ${t.token}` } });
+    await waitFor(() => t.hub.size === idle + 1, { what: 'subscribe' });
+    await t.h.redis.publish(`etl:${t.h.queueName}:events`,
+      '[{"type":"step","runId":"r2","step":"fetch","status":"succeeded"},{"type":"other"},null,{"type":"run","runId":"r2","status":"succeeded"}]');
+    const frames = await readFrames(res, (f) => f.data?.includes('"type":"run"') ?? false);
+    expect(frames.filter((f) => f.data).map((f) => f.data)).toEqual([
+      '{"type":"step","runId":"r2","step":"fetch","status":"succeeded"}', '{"type":"run","runId":"r2","status":"succeeded"}',
+    ]);
+    ac.abort();
+    await waitFor(() => t.hub.size === idle, { what: 'unsubscribe' });
+  });
 });

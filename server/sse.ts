@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/logger';
+import { eventsOf } from '../workflows/engine/events';
 import type { SubscribeEvents } from './context';
 import { HttpError } from './errors';
 
@@ -24,13 +25,14 @@ export async function createEventHub(subscriber: Redis, channel: string, log: Lo
   const listeners = new Map<(data: string) => void, (() => void) | undefined>();
   subscriber.on('error', () => {});
   subscriber.on('message', (ch: string, message: string) => {
-    const data = ch === channel ? normalise(message) : null;
-    if (data === null) return;
-    for (const l of listeners.keys()) {
-      try {
-        l(data);
-      } catch (err) {
-        log.warn({ err: String(err) }, 'event listener failed');
+    if (ch !== channel) return;
+    for (const data of normalise(message)) {
+      for (const l of listeners.keys()) {
+        try {
+          l(data);
+        } catch (err) {
+          log.warn({ err: String(err) }, 'event listener failed');
+        }
       }
     }
   });
@@ -56,17 +58,24 @@ export async function createEventHub(subscriber: Redis, channel: string, log: Lo
 
 /**
  * Only well-formed engine events are forwarded (the channel lives on a shared Redis), and
- * re-serialised compactly so no newline can break the SSE framing.
+ * re-serialised compactly so no newline can break the SSE framing. A message carries one
+ * event or an array of them (workflows/engine/events.ts); each goes out as its own frame.
  */
-function normalise(message: string): string | null {
-  if (message.length > 16 * 1024) return null;
+function normalise(message: string): string[] {
+  if (message.length > 16 * 1024) return [];
+  let parsed: unknown;
   try {
-    const e = JSON.parse(message) as { type?: unknown; runId?: unknown; pipelineId?: unknown } | null;
-    if (e && e.type === 'pipeline' && typeof e.pipelineId === 'string') return JSON.stringify(e);
-    return e && (e.type === 'run' || e.type === 'step' || e.type === 'progress') && typeof e.runId === 'string' ? JSON.stringify(e) : null;
+    parsed = JSON.parse(message);
   } catch {
-    return null;
+    return [];
   }
+  const out: string[] = [];
+  for (const x of eventsOf(parsed)) {
+    const e = x as { type?: unknown; runId?: unknown; pipelineId?: unknown } | null;
+    if (e && e.type === 'pipeline' && typeof e.pipelineId === 'string') out.push(JSON.stringify(e));
+    else if (e && (e.type === 'run' || e.type === 'step' || e.type === 'progress') && typeof e.runId === 'string') out.push(JSON.stringify(e));
+  }
+  return out;
 }
 
 export interface SseOptions {

@@ -10,6 +10,7 @@ import type { Registry } from '../workflows/engine/define';
 import { createEngine, type Engine } from '../workflows/engine/engine';
 import { cancelChannel } from '../workflows/engine/events';
 import { backoffDelay, type StepJobData } from '../workflows/engine/flow';
+import { createGroupCommit } from '../workflows/engine/group-commit';
 import { ActiveSteps, createRunner } from '../workflows/engine/runner';
 import { startAlertSender, type AlertSenderOptions } from './alerts-sender';
 import { startAlertWatch } from './alerts-watch';
@@ -66,7 +67,9 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
 
   const engine = createEngine({ db: o.db, redis: commands, queueName: o.queueName, registry: o.registry, log: o.log });
   const active = new ActiveSteps();
-  const processJob = createRunner({ db: o.db, registry: o.registry, services: o.services, events: engine.events, log: o.log, workerId, active });
+  // Concurrent claims and completions share a transaction (one round trip, one commit).
+  const group = createGroupCommit({ db: o.db, log: o.log });
+  const processJob = createRunner({ db: o.db, registry: o.registry, services: o.services, events: engine.events, log: o.log, workerId, active, group });
 
   const cancelled = (runId: string) => active.abortRun(runId, new StepAbortedError('the run was cancelled', 'cancelled'));
   await subscriber.subscribe(cancelChannel(o.queueName));
@@ -127,6 +130,7 @@ export async function startWorkerRuntime(o: WorkerRuntimeOptions): Promise<Worke
       const timer = setTimeout(() => active.abortAll(new StepAbortedError('the worker is shutting down', 'shutdown')), graceMs);
       await closing;
       clearTimeout(timer);
+      await group.close();
       await engine.close();
       await Promise.allSettled([commands.quit(), subscriber.quit(), blocking.quit()]);
     },

@@ -16,6 +16,8 @@ export interface Handoffs {
   /** The handoff for this job, if this is its first activation (BullMQ counts
    *  activations atomically, so no other execution of the job can take it too). */
   take(job: Job<StepJobData>): stepState.ClaimedStep | null;
+  /** The step's completion for this job is being sent: it clears the flag itself. */
+  settled(jobId: string): void;
 }
 
 export function createHandoffs(deps: { db: Database; log: Logger; active: ActiveSteps }): Handoffs {
@@ -26,15 +28,21 @@ export function createHandoffs(deps: { db: Database; log: Logger; active: Active
   // Handoffs taken here are recorded in Postgres within a few milliseconds, many to a
   // statement, without holding the step back: until then the claim is ours only by
   // BullMQ's activation count; after, no redelivery of the job (say, by a Redis that lost
-  // recent writes) can adopt the same attempt from Postgres.
-  let taken: { runId: string; key: string; attempt: number }[] = [];
+  // recent writes) can adopt the same attempt from Postgres. A step whose completion is
+  // already on its way when the write goes out is left out of it: completeStep clears the
+  // flag itself in the same row (when it matches no row, whoever changed the step cleared
+  // it: every transition does). So a short step costs no write of its own; its flag is
+  // cleared when its completion commits, at worst a group commit's wait (a few ms) later
+  // than the write would have.
+  let taken = new Map<string, { runId: string; key: string; attempt: number }>();
   let takenTimer: NodeJS.Timeout | undefined;
-  function recordTaken(h: { runId: string; key: string; attempt: number }) {
-    taken.push(h);
+  function recordTaken(jobId: string, h: { runId: string; key: string; attempt: number }) {
+    taken.set(jobId, h);
     takenTimer ??= setTimeout(() => {
-      const list = taken;
-      taken = [];
+      const list = [...taken.values()];
+      taken = new Map();
       takenTimer = undefined;
+      if (list.length === 0) return;
       withDbRetry(() => stepState.markHandoffsTaken(db.pool, list), { retries: 3 })
         .catch((err) => log.warn({ n: list.length, err: String(err) }, 'could not record handoffs as taken'));
     }, 5);
@@ -54,8 +62,11 @@ export function createHandoffs(deps: { db: Database; log: Logger; active: Active
       if (!h) return null;
       handoffs.delete(job.id!);
       if (job.attemptsStarted !== 1 || Date.now() - h.at >= HANDOFF_FRESH_MS || active.wasCancelled(job.data.runId)) return null;
-      recordTaken({ runId: job.data.runId, key: job.data.key, attempt: h.claim.attempt });
+      recordTaken(job.id!, { runId: job.data.runId, key: job.data.key, attempt: h.claim.attempt });
       return h.claim;
+    },
+    settled(jobId) {
+      taken.delete(jobId);
     },
   };
 }

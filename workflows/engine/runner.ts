@@ -10,6 +10,7 @@ import type { StepContext, StepDef } from '../../steps/define';
 import { watchStep, type ActiveSteps } from './active-steps';
 import type { EventBus } from './events';
 import { stepJobId, type RunJobData, type StepJobData } from './flow';
+import type { GroupCommit } from './group-commit';
 import { createHandoffs, type Handoffs } from './handoffs';
 import { settleFailure } from './settle';
 import { createStepTelemetry, type StepTelemetry } from './step-telemetry';
@@ -34,6 +35,8 @@ export interface RunnerDeps {
   workerId: string;
   /** Runs being executed here, so a cancel broadcast can abort their steps. */
   active: ActiveSteps;
+  /** Claims and completions go through it when given (group-commit.ts). */
+  group?: GroupCommit;
 }
 
 type Runner = RunnerDeps & { handoffs: Handoffs };
@@ -84,7 +87,7 @@ async function processStep(r: Runner, job: Job<StepJobData>, token: string | und
 async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined, groupHead?: number): Promise<stepState.ClaimedStep | null> {
   const { runId, generation, key } = job.data;
   try {
-    return await withDbRetry(() => stepState.claimStep(r.db.pool, {
+    return await stateWrite(r, (q) => stepState.claimStep(q, {
       runId, key, generation, jobId: job.id!, worker: r.workerId, adopt: job.attemptsStarted === 1, groupHead,
     }));
   } catch (err) {
@@ -95,6 +98,11 @@ async function claim(r: Runner, job: Job<StepJobData>, token: string | undefined
     await job.moveToDelayed(Date.now() + 5_000, token);
     throw new DelayedError();
   }
+}
+
+/** A claim or completion: in the worker's group commit, or alone; retried through an outage. */
+function stateWrite<T>(r: Runner, statement: (q: Pick<Database['pool'], 'query'>) => Promise<T>): Promise<T> {
+  return r.group ? r.group.run(statement) : withDbRetry(() => statement(r.db.pool));
 }
 
 /** Runs a claimed step and records its success (claiming the next step: a handoff). */
@@ -116,7 +124,8 @@ async function execute(
   // A streaming next step is running (or queued) already: no handoff to it.
   const next = nextStep && !nextStep.streams ? { key: nextStep.key, jobId: stepJobId(runId, generation, nextStep.key), worker: r.workerId } : undefined;
   // The attempt's buffered events go in parallel with its completion: no added latency.
-  const [done] = await Promise.all([withDbRetry(() => stepState.completeStep(r.db.pool, {
+  r.handoffs.settled(job.id!); // the completion clears the handoff flag itself
+  const [done] = await Promise.all([stateWrite(r, (q) => stepState.completeStep(q, {
     runId, key, generation, attempt, output: checked, rowsIn: rows.in ?? null, rowsOut: rows.out ?? null, last: !nextStep, next,
   })), telemetry.flush()]);
   const { runFinished } = done;
