@@ -37,6 +37,13 @@ describe('docker-compose.yml', () => {
     expect(w.environment.WORKER_HEARTBEAT_FILE).toMatch(/^\/tmp\//);
   });
 
+  it('runs the worker with the V8 flags of `npm run worker` (what bench/worker-memory.ts measures)', () => {
+    const script = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { worker: string } }).scripts.worker;
+    const flags = script.split(/\s+/).filter((a) => a.startsWith('--'));
+    expect(flags).toContain('--max-semi-space-size=2');
+    expect(s['marketing-worker'].environment.NODE_OPTIONS.split(/\s+/)).toEqual(flags);
+  });
+
   it('orders start-up with healthchecks and a one-shot migrate', () => {
     for (const name of ['postgres', 'redis', 'api', 'web', 'marketing-worker']) expect(s[name].healthcheck?.test, name).toBeDefined();
     expect(s.migrate.restart).toBe('no');
