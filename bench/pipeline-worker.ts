@@ -5,7 +5,7 @@ import { createLogger } from '../lib/logger';
 import { createServices } from '../steps/services';
 import { createRegistry } from '../workflows/engine/define';
 import { startWorkerRuntime } from '../worker/worker';
-import { benchQueryWorkflow, benchQuietWorkflow } from './pipeline-workflow';
+import { benchQueryWorkflow, benchQuietWorkflow, benchSequentialWorkflow } from './pipeline-workflow';
 
 /** A worker process for bench/pipeline.ts, so its peak RSS is the worker's alone. */
 const env = process.env as Record<string, string>;
@@ -15,7 +15,7 @@ const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
 const log = createLogger({ level: 'warn' });
 const services = createServices({ config, db, redis, log, env: { ETL_CRED_CLICKHOUSE: '{"username":"default","password":""}' } });
 const rt = await startWorkerRuntime({
-  db, redisUrl: config.REDIS_URL, queueName: env.QUEUE, registry: createRegistry([benchQueryWorkflow, benchQuietWorkflow]), services, log, concurrency: Number(env.WORKER_CONCURRENCY ?? 8),
+  db, redisUrl: config.REDIS_URL, queueName: env.QUEUE, registry: createRegistry([benchQueryWorkflow, benchQuietWorkflow, benchSequentialWorkflow]), services, log, concurrency: Number(env.WORKER_CONCURRENCY ?? 8),
 });
 process.stdout.write('ready\n');
 async function shutdown() {

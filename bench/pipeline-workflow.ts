@@ -44,3 +44,10 @@ export const benchQuietWorkflow = defineWorkflow({
   config: queryConfigSchema,
   steps: [quiet(queryFetchStep('clickhouse')), quiet(queryTransformStep), quiet(queryWriteStep)],
 });
+
+/** The same steps one after another (none streams): what overlapping them gains. */
+export const benchSequentialWorkflow = defineWorkflow({
+  id: 'bench-query-sequential',
+  config: queryConfigSchema,
+  steps: [queryFetchStep('clickhouse'), { ...queryTransformStep, streams: false }, { ...queryWriteStep, streams: false }],
+});

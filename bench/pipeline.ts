@@ -14,7 +14,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { ensureClickHouse } from '../test/fakes/clickhouse';
 import { asyncOf } from '../test/helpers';
-import { benchConfig, benchQueryWorkflow, benchQuietWorkflow, benchSql } from './pipeline-workflow';
+import { benchConfig, benchQueryWorkflow, benchQuietWorkflow, benchSequentialWorkflow, benchSql } from './pipeline-workflow';
 import { dropDatabase, now, percentile, type BenchRow } from './util';
 
 /**
@@ -161,11 +161,11 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   const dbName = `etl_bench_pipe_${process.pid}`;
   const url = `${PG}/${dbName}`;
   const seed = (id: string, n: number, workflow = 'bench-query') => ({ id, workflow, description: '', cron: '0 0 * * *', timezone: 'UTC', config: benchConfig(n, `bench:${process.pid}:${id}`) });
-  await migrateDatabase(url, [seed('p1m', N), seed('p200k', RSS_SMALL), seed('p2m', RSS_LARGE), seed('p1mq', N, 'bench-query-quiet')]);
+  await migrateDatabase(url, [seed('p1m', N), seed('p200k', RSS_SMALL), seed('p2m', RSS_LARGE), seed('p1mq', N, 'bench-query-quiet'), seed('p1ms', N, 'bench-query-sequential')]);
   const db = createDatabase(url, { max: 8 });
   const redis = new Redis(REDIS, { maxRetriesPerRequest: null });
   const queueName = `bench-pipe-${process.pid}`;
-  const engine = createEngine({ db, redis, queueName, registry: createRegistry([benchQueryWorkflow, benchQuietWorkflow]), log: createLogger({ level: 'silent' }) });
+  const engine = createEngine({ db, redis, queueName, registry: createRegistry([benchQueryWorkflow, benchQuietWorkflow, benchSequentialWorkflow]), log: createLogger({ level: 'silent' }) });
 
   // Stage alone: reading the source.
   const ch = createClickHouse({ url: chUrl, credential: null });
@@ -189,7 +189,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
         await new Promise((r) => setTimeout(r, 200));
       }
       if (row.status !== 'succeeded') throw new Error(`bench run ${id} ${row.status}: ${row.error}`);
-      if (process.env.BENCH_VERBOSE) console.error((await db.pool.query("select key, extract(epoch from finished_at - started_at) as secs, rows_out from etl_run_steps where run_id = $1 order by position", [runId])).rows);
+      if (process.env.BENCH_VERBOSE) console.error((await db.pool.query("select key, extract(epoch from started_at - (select created_at from etl_runs where id = $1)) as start, extract(epoch from finished_at - started_at) as secs, rows_out from etl_run_steps where run_id = $1 order by position", [runId])).rows);
       return { rps: n / Number(row.secs), rss: w.peakRssMb() };
     } finally {
       await w.stop();
@@ -209,9 +209,11 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   const busy = latencyStats(samples.filter((x) => x.at >= Number(win.a) && x.at <= Number(win.b)).map((x) => x.ms));
   // What step telemetry (events, live progress) costs: the same 1M-row pipeline with it
   // and without it (bench-query-quiet), alternating, the order swapped every round.
-  const ab = { on: [] as number[], off: [] as number[] };
+  // And what overlapping the steps gains: the same steps one after another (p1ms).
+  const ab = { on: [] as number[], off: [] as number[], seq: [] as number[] };
   for (let i = 0; i < AB_RUNS; i++) {
-    for (const id of i % 2 ? ['p1mq', 'p1m'] : ['p1m', 'p1mq']) (id === 'p1m' ? ab.on : ab.off).push((await runPipeline(id, N)).rps);
+    const order = i % 2 ? ['p1ms', 'p1mq', 'p1m'] : ['p1m', 'p1mq', 'p1ms'];
+    for (const id of order) (id === 'p1m' ? ab.on : id === 'p1mq' ? ab.off : ab.seq).push((await runPipeline(id, N)).rps);
   }
   const small = await runPipeline('p200k', RSS_SMALL);
   const large = await runPipeline('p2m', RSS_LARGE);
@@ -233,6 +235,8 @@ export async function benchPipeline(): Promise<BenchRow[]> {
       { bench: b, metric: `end to end, median of ${AB_RUNS}: with step telemetry (events, progress)`, value: median(ab.on), unit: 'rows/s', note: ab.on.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
       { bench: b, metric: `end to end, median of ${AB_RUNS}: telemetry off (same steps, alternating)`, value: median(ab.off), unit: 'rows/s', note: ab.off.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
       { bench: b, metric: 'ratio with telemetry / without', value: median(ab.on) / median(ab.off), unit: '×', note: 'target ≥ 0.95 (#12)' },
+      { bench: b, metric: `end to end, median of ${AB_RUNS}: the same steps one after another (not overlapped)`, value: median(ab.seq), unit: 'rows/s', note: ab.seq.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
+      { bench: b, metric: 'ratio overlapped / one after another', value: median(ab.on) / median(ab.seq), unit: '×' },
     ] : []),
     { bench: b, metric: 'stage alone: read ClickHouse', value: sourceRps, unit: 'rows/s' },
     { bench: b, metric: 'stage alone: pipelined HSET to Redis', value: redisRps, unit: 'rows/s' },
