@@ -165,20 +165,35 @@ async function transformEpoch(ctx: TransformCtx, up: Upstream, announce: ReturnT
     const onBad = (b: { index: number; reason: string; path: string; line: string }) =>
       rejects.add({ dataset: ds.dataset, row: b.index, reason: b.reason, path: b.path || undefined, value: b.line });
     // Row numbers are 1-based and per dataset, in the order the source returned them.
-    for (let chunk = await up.chunk(ds.name, src.id, seq); chunk; chunk = await up.chunk(ds.name, src.id, ++seq)) {
-      const v = encoder.encodeChunk(chunk, { offset: dsRows + 1, skipBad: true, what: ds.name, onBad });
-      dsRows += v.rows;
-      rowsIn += v.rows;
-      dsOut += v.rows - v.bad;
-      if (v.bad) {
-        await rejects.flush();
-        rejects.checkEarly();
-      }
-      // Staged ready to publish: the write step sends these lines as they are.
-      const ok = await blobs.insertBlobFenced(db.pool, { runId: ctx.runId, name, seq, rows: v.rows - v.bad, data: v.data, step: ctx.stepKey, attempt: ctx.attempt });
+    // Staged ready to publish (the write step sends these lines as they are), fenced by
+    // the attempt. One insert in flight while the next chunk is read and encoded; the
+    // next is sent only once it committed, so chunks land in seq order (a continuation
+    // never finds a gap, and never writes a chunk twice).
+    let inFlight: Promise<void> | undefined;
+    const put = async (at: number, data: Buffer, rows: number) => {
+      const ok = await blobs.insertBlobFenced(db.pool, { runId: ctx.runId, name, seq: at, rows, data, step: ctx.stepKey, attempt: ctx.attempt });
       if (!ok) throw new StepAbortedError('the step was taken over or cancelled', 'cancelled');
-      rememberChunk(ctx.runId, name, seq, v.data);
-      ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
+      rememberChunk(ctx.runId, name, at, data);
+    };
+    try {
+      for (let chunk = await up.chunk(ds.name, src.id, seq); chunk; chunk = await up.chunk(ds.name, src.id, ++seq)) {
+        const v = encoder.encodeChunk(chunk, { offset: dsRows + 1, skipBad: true, what: ds.name, onBad });
+        dsRows += v.rows;
+        rowsIn += v.rows;
+        dsOut += v.rows - v.bad;
+        await inFlight;
+        // A chunk's rejects are stored before the chunk: a chunk found written has them.
+        if (v.bad) {
+          await rejects.flush();
+          rejects.checkEarly();
+        }
+        inFlight = put(seq, v.data, v.rows - v.bad);
+        inFlight.catch(() => {}); // awaited before the next insert, or below
+        ctx.reportRows({ in: rowsIn, out: rowsIn - rejects.total });
+      }
+      await inFlight;
+    } finally {
+      await inFlight?.catch(() => {}); // nothing of this attempt still writing when it ends
     }
     const staged: StagedRef = datasets[ds.name] = { kind: 'staged', runId: ctx.runId, name, chunks: seq, rows: dsOut, ...(keyed ? { format: 'keyed' as const } : {}) };
     await announce.close(ds.name, staged);

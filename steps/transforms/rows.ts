@@ -103,7 +103,8 @@ export function rowEncoder(columns: ColumnSpec, keyField?: string) {
      * may hold personal data. With `skipBad` bad rows are counted and left out instead.
      */
     encodeChunk(chunk: Buffer, opts: EncodeOpts): EncodedChunk {
-      const out = sink(chunk.length);
+      // Keyed lines are longer than the source's (the key goes in front): room for that.
+      const out = sink(keyField ? chunk.length + (chunk.length >> 2) : chunk.length);
       const bad: BadRows = { n: 0, first: undefined };
       const rows = encodeInto(chunk, out, opts, bad);
       return { data: out.view(), rows, bad: bad.n, firstBad: bad.first }; // a sink per chunk: no copy
