@@ -228,11 +228,15 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   await dropDatabase(PG, dbName);
 
   const slowest = Math.min(sourceRps, redisRps);
+  // The headline: the median of the runs with nothing else on the machine (the first run
+  // shares Redis with the PING probe); the first run alone when the A/B rounds are off.
+  const endToEnd = AB_RUNS ? median(ab.on) : e2e.rps;
   const b = `pipeline: ${N.toLocaleString('en')} rows`;
   return [
-    { bench: b, metric: 'end to end ClickHouse → fetch → transform → write (Redis hash)', value: e2e.rps, unit: 'rows/s', note: 'target ≥ 300,000 (#14)' },
+    { bench: b, metric: 'end to end ClickHouse → fetch ‖ transform ‖ write (Redis hash), overlapped', value: endToEnd, unit: 'rows/s', note: `target ≥ 300,000 (#14)${AB_RUNS ? `; median of ${AB_RUNS}` : ''}` },
+    { bench: b, metric: 'end to end, first run, while another client PINGs Redis back to back', value: e2e.rps, unit: 'rows/s' },
     ...(AB_RUNS ? [
-      { bench: b, metric: `end to end, median of ${AB_RUNS}: with step telemetry (events, progress)`, value: median(ab.on), unit: 'rows/s', note: ab.on.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
+      { bench: b, metric: `end to end, median of ${AB_RUNS}: with step telemetry (events, progress), as shipped`, value: median(ab.on), unit: 'rows/s', note: ab.on.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
       { bench: b, metric: `end to end, median of ${AB_RUNS}: telemetry off (same steps, alternating)`, value: median(ab.off), unit: 'rows/s', note: ab.off.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
       { bench: b, metric: 'ratio with telemetry / without', value: median(ab.on) / median(ab.off), unit: '×', note: 'target ≥ 0.95 (#12)' },
       { bench: b, metric: `end to end, median of ${AB_RUNS}: the same steps one after another (not overlapped)`, value: median(ab.seq), unit: 'rows/s', note: ab.seq.map((x) => Math.round(x / 1000)).join(', ') + ' k' },
@@ -240,7 +244,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
     ] : []),
     { bench: b, metric: 'stage alone: read ClickHouse', value: sourceRps, unit: 'rows/s' },
     { bench: b, metric: 'stage alone: pipelined HSET to Redis', value: redisRps, unit: 'rows/s' },
-    { bench: b, metric: 'ratio end to end / slowest stage', value: e2e.rps / slowest, unit: '×', note: 'target ≥ 0.8 (#14)' },
+    { bench: b, metric: 'ratio end to end / slowest stage', value: endToEnd / slowest, unit: '×', note: 'target ≥ 0.8 (#14)' },
     { bench: b, metric: 'Redis PING from another client at idle: p99.9', value: idle.p999, unit: 'ms', note: `max ${idle.max.toFixed(2)} ms, ${idle.n} pings` },
     { bench: b, metric: 'Redis PING from another client during the 1M-row write + swap: p99.9', value: busy.p999, unit: 'ms', note: `max ${busy.max.toFixed(2)} ms, ${busy.n} pings` },
     { bench: b, metric: 'Redis PING max: during the write / at idle', value: busy.max, unit: 'ms', note: `idle max ${idle.max.toFixed(2)} ms` },
