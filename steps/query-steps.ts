@@ -121,10 +121,10 @@ export const queryTransformStep = defineStep<Services, QueryConfig, z.infer<type
   async run(ctx) {
     const { db } = ctx.services;
     const up = new Upstream(db, ctx.runId, 'fetch', ctx.signal);
-    const announce = createAnnouncer(ctx);
     for (;;) {
       try {
-        return await transformEpoch(ctx, up, announce);
+        // A fresh announcer per epoch: no dataset keeps an announcement of the old one.
+        return await transformEpoch(ctx, up, createAnnouncer(ctx));
       } catch (err) {
         if (!(err instanceof EpochMoved)) throw err;
         ctx.event('restarted', 'fetch started a new attempt: validating its rows from the start');
@@ -264,7 +264,8 @@ async function writeEpoch(ctx: StepContext<Services, QueryConfig, unknown>, up: 
     for (const ds of ctx.config.datasets) {
       const src = await up.position(ds.name);
       followed.push(src.id);
-      const tag = streamTag(src.id, ds.shape);
+      // The build follows the epoch and what it builds into (a renamed dataset or key field starts over).
+      const tag = streamTag(src.id, ds.shape, ds.dataset, ds.keyField ?? null);
       const b = await streamBuild(redis, {
         runId: ctx.runId, dataset: ds.dataset, shape: ds.shape, attempt: ctx.attempt,
         tmp: tmpKey(ds.dataset, `${ctx.runId}.s${tag}`), state: `etl:build:${ctx.runId}:${tag}`,

@@ -25,6 +25,11 @@ export function defineWorkflow<S = unknown, Cfg = unknown>(def: WorkflowDef<S, C
     keys.add(s.key);
   }
   if (def.steps[0].streams) throw new Error(`workflow ${def.id}: the first step has no step before it to stream from`);
+  // Only the first group may stream: a later group's streaming jobs would have no
+  // children in the flow and run (and find nothing to do) before their group could start.
+  def.steps.forEach((s, i) => {
+    if (s.streams && groupHead(def.steps, i) !== 0) throw new Error(`workflow ${def.id}: step ${s.key} streams in a group after the first (not supported)`);
+  });
   return def;
 }
 

@@ -159,6 +159,7 @@ describe('buildFlow: streaming steps run beside the step they stream from', () =
   it('refuses a workflow whose first step streams (there is nothing before it)', async () => {
     const { defineWorkflow } = await import('./define');
     expect(() => defineWorkflow({ id: 'w', steps: [streaming('a')] })).toThrow(/first step has no step before it/);
+    expect(() => defineWorkflow({ id: 'w', steps: [step('a'), step('b'), streaming('c')] })).toThrow(/streams in a group after the first/);
   });
 
   it('starts a rebuilt flow whose first remaining step streams as a group head', () => {

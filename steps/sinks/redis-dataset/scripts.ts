@@ -66,7 +66,9 @@ if owner > me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. '
 /** KEYS: build, state, the run's list of builds. ARGV: attempt, ttl ms. Returns {pos,
  *  sent, bytes, rows, done}. The list lets the publish clean up builds of abandoned epochs. */
 export const BUILD_OPEN = `${BUILD_GUARD}
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('UNLINK', KEYS[1]) end
+-- No state, or state without its build (renamed by a publish whose step was not yet
+-- recorded, evicted, lost): start over, never continue onto nothing.
+if redis.call('EXISTS', KEYS[2]) == 0 or redis.call('EXISTS', KEYS[1]) == 0 then redis.call('UNLINK', KEYS[1], KEYS[2]) end
 redis.call('HSET', KEYS[2], 'owner', me)
 redis.call('SADD', KEYS[3], KEYS[1], KEYS[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
@@ -78,7 +80,7 @@ return {st[1] or '0:0', tonumber(st[2] or '0'), tonumber(st[3] or '0'), tonumber
 /** ARGV: attempt, ttl ms, pos, next pos, shape, piece, elements (json). Returns
  *  {fields created, lines, bytes}, as HASH_LOAD. */
 export const LOAD_AT = `${BUILD_GUARD}
-if owner < me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. ' does not own the build') end
+if owner < me then return redis.error_reply('ERR etl-lost: the build state of attempt ' .. me .. ' is gone (Redis lost it); retrying builds again') end
 local at = redis.call('HGET', KEYS[2], 'pos') or '0:0'
 if at ~= ARGV[3] then return redis.error_reply('ERR etl-pos: the build is at ' .. at .. ', not ' .. ARGV[3]) end
 local created, lines, bytes = 0, 0, 0
@@ -102,7 +104,7 @@ return {created, lines, bytes}`;
 
 /** ARGV: attempt, ttl ms, shape. Closes a JSON array once; returns {size, bytes, sent}. */
 export const BUILD_FINISH = `${BUILD_GUARD}
-if owner < me then return redis.error_reply('ERR etl-owner: attempt ' .. me .. ' does not own the build') end
+if owner < me then return redis.error_reply('ERR etl-lost: the build state of attempt ' .. me .. ' is gone (Redis lost it); retrying builds again') end
 if ARGV[3] == 'json' and redis.call('HGET', KEYS[2], 'done') ~= '1' then
   local rows = tonumber(redis.call('HGET', KEYS[2], 'rows') or '0')
   local text = rows == 0 and '[]' or ']'

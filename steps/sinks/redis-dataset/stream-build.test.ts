@@ -51,6 +51,19 @@ describe('streamBuild', () => {
     expect(await redis.hlen(t.tmp)).toBe(9_000);
   });
 
+  it('starts over when the build key is gone but its state is not (a publish renamed it before the step was recorded)', async () => {
+    const t = target('hash');
+    const a1 = await streamBuild(redis, { ...t, attempt: 1 });
+    await a1.addChunk(0, keyed(0, 100));
+    await a1.finish();
+    await redis.rename(t.tmp, `${t.tmp}:published`); // what the swap does
+    const a2 = await streamBuild(redis, { ...t, attempt: 2 });
+    expect(a2.at).toEqual({ chunk: 0, piece: 0 });
+    await a2.addChunk(0, keyed(0, 100));
+    expect(await a2.finish()).toMatchObject({ rows: 100, size: 100, duplicates: 0 });
+    await redis.unlink(`${t.tmp}:published`);
+  });
+
   it('refuses a piece out of place (the position is checked in the script)', async () => {
     const t = target('hash');
     const b = await streamBuild(redis, { ...t, attempt: 1 });
