@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import * as blobs from '../db/blobs';
 import { takeChunk } from './chunk-cache';
+import { sleep } from './rate-limit';
 import { streamSourceState, type StreamSourceState } from '../db/steps';
 import { NonRetryableError, StepAbortedError, StepYieldError } from '../lib/errors';
 import type { StepContext } from './define';
@@ -173,30 +175,11 @@ export class Upstream {
   }
 
   private sleep(ms: number) {
-    return new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => {
-        this.signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(this.signal.reason as Error);
-      };
-      this.signal.addEventListener('abort', onAbort, { once: true });
-    });
+    return sleep(ms, this.signal);
   }
 }
 
 /** A short, stable name part for an epoch and the config that shapes a consumer's output. */
 export function streamTag(...parts: unknown[]): string {
-  // FNV-1a over the JSON: names only need to differ when their content would.
-  const text = JSON.stringify(parts);
-  let h1 = 0x811c9dc5;
-  let h2 = 0x01000193;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-  }
-  return (h1 >>> 0).toString(16).padStart(8, '0') + (h2 >>> 0).toString(16).padStart(8, '0');
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }

@@ -116,7 +116,7 @@ describe('the five pipelines, end to end', () => {
     expect(steps[0].output.sandbox).toBe(true);
   });
 
-  it('overlapped steps on a worker with one slot: a waiting step hands its slot back, no deadlock', async () => {
+  it('overlapped steps on a worker with one slot run to the end (the hand-back itself: steps/stream.test.ts)', async () => {
     const queueName = uid('one');
     const worker = await startWorkerRuntime({ db, redisUrl: REDIS_URL, queueName, registry: defaultRegistry(), services, log: silentLog, concurrency: 1 });
     const one = createEngine({ db, redis, queueName, registry: defaultRegistry(), log: silentLog });
