@@ -124,7 +124,11 @@ describe('alerts, two worker processes, a real receiver', () => {
     await victim.exited;
     receiver.mode = 'ok';
     await waitFor(() => receiver.acked().some((r) => r.eventId === alertId), { what: 'redelivery by the surviving worker', timeoutMs: 20_000 });
-    const row = await alertRow(alertId);
+    // The receiver acks before the sender records the delivery: wait for the record.
+    const row = await waitFor(async () => {
+      const r = await alertRow(alertId);
+      return r.state === 'delivered' ? r : null;
+    }, { what: 'the delivery to be recorded', timeoutMs: 10_000 });
     expect(row).toMatchObject({ state: 'delivered', attempts: 2 });
     expect(row.claimed_by).not.toBe(sender);
     expect(receiptsOf(alertId).map((r) => r.json.id)).toEqual([alertId, alertId]);
