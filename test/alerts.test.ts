@@ -50,6 +50,12 @@ async function failedRun(): Promise<{ runId: string; alertId: string }> {
 }
 
 const alertRow = async (id: string) => (await h.db.pool.query('select * from etl_alerts where id = $1', [id])).rows[0];
+/** The alert's row once its delivery is recorded: the receiver acks before the sender
+ *  writes the outcome, so a read right after the ack can still see it in flight. */
+const deliveredRow = (id: string) => waitFor(async () => {
+  const r = await alertRow(id);
+  return r?.state === 'delivered' ? r : null;
+}, { what: `alert ${id} recorded as delivered`, timeoutMs: 10_000 });
 const receiptsOf = (id: string) => receiver.receipts.filter((r) => r.eventId === id);
 
 describe('alerts, two worker processes, a real receiver', () => {
@@ -74,7 +80,7 @@ describe('alerts, two worker processes, a real receiver', () => {
       expect(body).not.toContain(SECRET);
       expect(body).not.toContain(API_TOKEN);
     }
-    expect(await alertRow(alertId)).toMatchObject({ state: 'delivered', attempts: 1, last_status: 200 });
+    expect(await deliveredRow(alertId)).toMatchObject({ state: 'delivered', attempts: 1, last_status: 200 });
   }, 60_000);
 
   it('a recovery: the next success after the failure is run.recovered', async () => {
@@ -110,7 +116,7 @@ describe('alerts, two worker processes, a real receiver', () => {
     expect(new Set(got.map((r) => r.body)).size).toBe(1); // byte-identical redeliveries
     expect(got.filter((r) => r.status === 503).length).toBeGreaterThanOrEqual(2);
     expect(receiver.acked().filter((r) => r.eventId === alertId)).toHaveLength(1);
-    expect(await alertRow(alertId)).toMatchObject({ state: 'delivered' });
+    expect(await deliveredRow(alertId)).toMatchObject({ state: 'delivered' });
   }, 90_000);
 
   it('SIGKILL of the sending worker mid-delivery loses no alert: the other replica delivers the same id', async () => {
@@ -124,11 +130,7 @@ describe('alerts, two worker processes, a real receiver', () => {
     await victim.exited;
     receiver.mode = 'ok';
     await waitFor(() => receiver.acked().some((r) => r.eventId === alertId), { what: 'redelivery by the surviving worker', timeoutMs: 20_000 });
-    // The receiver acks before the sender records the delivery: wait for the record.
-    const row = await waitFor(async () => {
-      const r = await alertRow(alertId);
-      return r.state === 'delivered' ? r : null;
-    }, { what: 'the delivery to be recorded', timeoutMs: 10_000 });
+    const row = await deliveredRow(alertId);
     expect(row).toMatchObject({ state: 'delivered', attempts: 2 });
     expect(row.claimed_by).not.toBe(sender);
     expect(receiptsOf(alertId).map((r) => r.json.id)).toEqual([alertId, alertId]);
