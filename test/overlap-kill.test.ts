@@ -132,10 +132,14 @@ describe('overlapped steps under SIGKILL', () => {
     const lost = (await db.pool.query(`select step_key, count(*)::int as n from etl_step_attempts where status = 'lost' group by step_key`)).rows;
     expect(lost.length).toBeGreaterThan(0);
     console.log('overlap-kill: lost attempts by step', JSON.stringify(lost), 'runs', runs.length);
-    // Killed transforms and writes continued where they stopped instead of starting over.
+    // Killed transforms continued where they stopped instead of starting over. (Whether a
+    // write continued depends on where its kills landed: a kill before the taken-over
+    // attempt loads anything leaves nothing to continue. Its exactly-once continuation is
+    // shown in steps/sinks/redis-dataset/stream-build.test.ts; here, 0 duplicates above.)
     const continued = (await db.pool.query<{ step_key: string }>(`select distinct step_key from etl_step_attempts a, jsonb_array_elements(a.events) e
       where e->>'type' = 'continued'`)).rows.map((r) => r.step_key).sort();
-    expect(continued).toEqual(['transform', 'write']);
+    console.log('overlap-kill: steps that continued after a kill', JSON.stringify(continued));
+    expect(continued).toContain('transform');
     // No staged chunk was ever written twice.
     expect((await db.pool.query('select * from blob_rewrites')).rows).toEqual([]);
     // Exactly the source's rows: the count, and every field checked against the formula
