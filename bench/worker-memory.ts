@@ -13,7 +13,8 @@ import { dropDatabase, type BenchRow } from './util';
 
 /**
  * The worker as `npm run worker` starts it (scripts/run.mjs: one process, from the
- * TypeScript source through tsx's loader, or the built bundle when it is newer), with no
+ * TypeScript source compiled by esbuild to .run/worker.mjs, or the built bundle when it is
+ * newer), with no
  * other tuning than the script's own heap flag (the image's): its RSS at idle and its peak over a Yespo run of 60,000 contacts
  * (120 pages of 500). Memory is read from /proc for the whole process tree.
  */

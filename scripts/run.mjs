@@ -1,8 +1,12 @@
 // `npm run api|worker|migrate`: one Node process, no wrapper. It runs the built bundle
-// (dist/<name>.mjs, from `npm run build`) when that is newer than every source file, else
-// the TypeScript source through tsx's loader registered in this same process. Plain JS
-// on purpose: nothing has to be compiled to start it.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// (dist/<name>.mjs, from `npm run build`) when that is newer than every source file. Else it
+// compiles the TypeScript source of that one entry with esbuild (buildSync: a short-lived
+// child, about half a second) into .run/<name>.mjs, reused while no source is newer, and runs
+// that: no loader thread stays resident, so a worker started from a checkout is as small as
+// the image's (tsx's loader hooks run on a thread of their own, ~25 MB). Without esbuild (a
+// production-only install) it falls back to tsx's loader. Plain JS on purpose: nothing has to
+// be compiled to start it.
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -23,14 +27,55 @@ function newestSource(dir, newest = 0) {
   }
   return newest;
 }
+const fresh = (file, newest) => existsSync(file) && statSync(file).mtimeMs >= newest;
+
+/** The entry compiled to .run/<name>.mjs (one level below the root, as dist/ is, so the
+ *  `import.meta.url`-relative paths resolve the same). npm packages stay external and load
+ *  from node_modules; dynamic imports of them stay lazy. */
+async function compiled(newest) {
+  const out = path.join(root, '.run', `${name}.mjs`);
+  if (fresh(out, newest)) return out;
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    return undefined;
+  }
+  const r = esbuild.buildSync({
+    entryPoints: [path.join(root, entries[name])], absWorkingDir: root, outfile: out, write: false,
+    bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external',
+    sourcemap: 'linked', logLevel: 'warning',
+  });
+  mkdirSync(path.dirname(out), { recursive: true });
+  // db/migrate.ts finds its SQL beside itself (dist/ gets a copy from the build): a link here.
+  try {
+    symlinkSync(path.join('..', 'db', 'migrations'), path.join(root, '.run', 'migrations'), 'dir');
+  } catch (e) {
+    if (e.code !== 'EEXIST') throw e;
+  }
+  // Written aside and renamed, map first: `npm run api` and `npm run worker` started together
+  // never import a half-written file.
+  for (const f of [...r.outputFiles].sort((a) => (a.path.endsWith('.map') ? -1 : 1))) {
+    const tmp = `${f.path}.${process.pid}.tmp`;
+    writeFileSync(tmp, f.contents);
+    renameSync(tmp, f.path);
+  }
+  return out;
+}
 
 // ETL_RUN_FROM=source|bundle forces one (benchmarks measure both).
 const bundle = path.join(root, 'dist', `${name}.mjs`);
 const from = process.env.ETL_RUN_FROM;
-if (from === 'bundle' || (from !== 'source' && existsSync(bundle) && statSync(bundle).mtimeMs >= newestSource(root))) {
+const newest = from === 'bundle' ? 0 : newestSource(root);
+if (from === 'bundle' || (from !== 'source' && fresh(bundle, newest))) {
   await import(pathToFileURL(bundle).href);
 } else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(pathToFileURL(path.join(root, entries[name])).href);
+  const file = await compiled(newest);
+  if (file) {
+    await import(pathToFileURL(file).href);
+  } else {
+    const { register } = await import('tsx/esm/api');
+    register();
+    await import(pathToFileURL(path.join(root, entries[name])).href);
+  }
 }
