@@ -20,7 +20,7 @@ function layers(map) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'web/dist/', 'db/migrations/', '.tmp/', 'coverage/'] },
+  { ignores: ['node_modules/', 'dist/', '.run/', 'web/dist/', 'db/migrations/', '.tmp/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
