@@ -96,6 +96,43 @@ describe('upsertRows', () => {
     expect((await table()).map((r) => r.name)).toEqual(['Project 1 v3', 'Project 2 v1', 'Project 3 v1']);
   });
 
+  it('keys that are one key in Postgres but different JS strings (lone surrogates arrive as U+FFFD) still merge to one row', async () => {
+    const rows = [{ ...project(1), project_id: 'k\uD800' }, { ...project(2), project_id: 'k\uDBFF' }];
+    expect(await upsert(rows)).toMatchObject({ rows: 2, inserted: 1, duplicates: 1 });
+    expect((await table()).map((r) => [r.projectId, r.name])).toEqual([['k\uFFFD', 'Project 2 v1']]);
+  });
+
+  it('two mirrors of the table at once: the later commit wins whole, never a mix of both', async () => {
+    await upsert(range(3_000));
+    const a = range(2_000, (i) => project(i, 2));
+    const b = range(2_000, (i) => project(i + 1_000, 3));
+    const seen = (list: readonly Project[]) => list.map((p) => `${p.project_id} ${p.name}`);
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all([upsert(a, { deleteMissing: true }), upsert(b, { deleteMissing: true })]);
+      expect(results.every((r) => r.rows === 2_000)).toBe(true);
+      expect([seen(a), seen(b)]).toContainEqual((await table()).map((r) => `${r.projectId} ${r.name}`));
+    }
+  });
+
+  it('a write to the table in flight elsewhere: the merge waits for its commit, then sees it and corrects it', async () => {
+    await upsert(range(100));
+    const other = await db.pool.connect();
+    try {
+      await other.query('begin');
+      await other.query(`update bq_projects set name = 'edited elsewhere' where project_id = 'p-000007'`);
+      const load = upsert(range(100), { deleteMissing: true });
+      await waitFor(async () => {
+        const r = await db.db.execute(sql`select 1 from pg_stat_activity where wait_event_type = 'Lock' and query like 'lock table%' and datname = current_database()`);
+        return r.rows.length > 0;
+      }, { intervalMs: 5, timeoutMs: 10_000, what: 'the merge to wait for the table lock' });
+      await other.query('commit');
+      expect(await load).toMatchObject({ rows: 100, updated: 1, unchanged: 99, deleted: 0 });
+    } finally {
+      other.release();
+    }
+    expect((await table())[7].name).toBe('Project 7 v1');
+  });
+
   it('round-trips hostile values exactly', async () => {
     const hostile = [
       `O'Brien "quoted" ''`, 'back\\slash\\', '\\N', 'NULL', '', '  padded  ', 'tab\there\t', 'new\nline\n', 'cr\r\nlf\r',
@@ -157,7 +194,7 @@ describe('upsertRows', () => {
     const reason = new Error('step timed out');
     // Abort the moment the merge statement shows up as running on the server.
     const merging = waitFor(async () => {
-      const r = await db.db.execute(sql`select 1 from pg_stat_activity where state = 'active' and query like 'with src as%' and datname = current_database()`);
+      const r = await db.db.execute(sql`select 1 from pg_stat_activity where state = 'active' and query like 'create temp table etl_upsert_changed%' and datname = current_database()`);
       return r.rows.length > 0;
     }, { intervalMs: 5, timeoutMs: 30_000, what: 'the merge to start' }).then(() => ac.abort(reason));
     await expect(upsert(changed, { signal: ac.signal })).rejects.toBe(reason);

@@ -3,6 +3,7 @@ import type { StepFence } from '../../db/fence';
 import { copyAndMerge, copyIntoTable, resolveTarget, type LoadTarget, type SinkTableName } from '../../db/upsert';
 import { NonRetryableError, StepAbortedError } from '../../lib/errors';
 import { checkRowCount, type DataCheckPolicy } from './data-check';
+import { KeySet } from './key-set';
 
 /**
  * Bulk upsert of streamed rows into a whitelisted Postgres table (bq.projects' sink).
@@ -71,12 +72,13 @@ const CHUNK_CHARS = 256 * 1024;
 
 export async function upsertRows(a: UpsertRowsArgs): Promise<UpsertRowsResult> {
   const target = resolve(a.table, a.columns, a.keyColumns);
-  const enc = new Encoder(target, a.nulBytes ?? 'reject');
+  const enc = new Encoder(target, a.nulBytes ?? 'reject', true);
   try {
     const r = await copyAndMerge(a.db.pool, {
       target,
       runId: a.runId,
       data: enc.lines(a.batches, a.signal),
+      keysUnique: () => enc.keys?.unique ?? false,
       signal: a.signal,
       beforeMerge: (staged) => checkRowCount(staged, a.lastGoodRows ?? null, a.check),
       deleteMissing: a.deleteMissing,
@@ -129,29 +131,43 @@ function translate(err: unknown, table: string, signal?: AbortSignal): unknown {
 const SPECIAL = /[\\\n\r\t\0]/;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
+/** Key types whose equality in Postgres is equality of the text COPY sends (deterministic
+ *  collation): for those, KeySet can tell that no key repeats. */
+const TEXT_KEY = /^(text|varchar(\(\d+\))?|character varying(\(\d+\))?)$/;
+
 /** Rows → COPY text format: tab-separated, `\N` for NULL, backslash escapes for backslash,
  *  newline, carriage return and tab (so no value can end a row, split a column or forge
- *  the `\.` end marker). Multi-byte UTF-8 needs no escaping. */
+ *  the `\.` end marker). Multi-byte UTF-8 needs no escaping. With `trackKeys` and text
+ *  keys, `keys` tells afterwards whether any key repeated. */
 class Encoder {
   rows = 0;
+  readonly keys: KeySet | null;
   private readonly names: string[];
   private readonly isKey: boolean[];
 
-  constructor(private target: LoadTarget, private nul: 'reject' | 'strip') {
+  constructor(private target: LoadTarget, private nul: 'reject' | 'strip', trackKeys = false) {
     this.names = target.columns.map((c) => c.name);
     this.isKey = this.names.map((n) => target.keyColumns.includes(n));
+    const textKeys = target.keyColumns.length > 0 && target.columns.every((c) => !target.keyColumns.includes(c.name) || TEXT_KEY.test(c.sqlType));
+    this.keys = trackKeys && textKeys ? new KeySet() : null;
   }
 
   async *lines(batches: AsyncIterable<readonly Record<string, unknown>[]>, signal?: AbortSignal): AsyncGenerator<string> {
     let buf = '';
     for await (const batch of batches) {
       signal?.throwIfAborted();
+      const keys = this.keys;
       for (const row of batch) {
         this.rows++;
+        let key: string | null = null;
         for (let i = 0; i < this.names.length; i++) {
           if (i > 0) buf += '\t';
-          buf += this.value(row[this.names[i]], i);
+          const v = this.value(row[this.names[i]], i);
+          buf += v;
+          // Escaped values hold no raw tab, so joining the parts with one is unambiguous.
+          if (keys && this.isKey[i]) key = key === null ? v : `${key}\t${v}`;
         }
+        if (key !== null) keys!.add(key);
         buf += '\n';
       }
       if (buf.length >= CHUNK_CHARS) {
