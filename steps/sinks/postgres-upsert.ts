@@ -8,8 +8,9 @@ import { KeySet } from './key-set';
 /**
  * Bulk upsert of streamed rows into a whitelisted Postgres table (bq.projects' sink).
  * Rows are encoded as COPY text format here and loaded by db/upsert.ts in one transaction:
- * all or nothing, no duplicates on re-run, unchanged rows left untouched. Memory stays flat:
- * one batch plus one COPY chunk, whatever the table size.
+ * all or nothing, no duplicates on re-run, unchanged rows left untouched. Memory: one batch
+ * plus one COPY chunk, and the KeySet of the keys seen (8-byte slots, at most half full:
+ * 16 MB at a million keys; past two million keys it lets go and the merge dedupes in SQL).
  *
  * Values: null/undefined → NULL; Date → ISO 8601; objects and arrays → JSON; everything else
  * → String(v). Row properties are the table's column names. Staged rows carry timestamps as
