@@ -128,6 +128,7 @@ describe('upsertRows', () => {
       await other.query('commit');
       expect(await load).toMatchObject({ rows: 100, updated: 1, unchanged: 99, deleted: 0 });
     } finally {
+      await other.query('rollback'); // a no-op after the commit; on a failure, frees the table
       other.release();
     }
     expect((await table())[7].name).toBe('Project 7 v1');

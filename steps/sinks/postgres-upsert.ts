@@ -133,8 +133,9 @@ const SPECIAL = /[\\\n\r\t\0]/;
 const ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /** Key types whose equality in Postgres is equality of the text COPY sends (deterministic
- *  collation): for those, KeySet can tell that no key repeats. */
-const TEXT_KEY = /^(text|varchar(\(\d+\))?|character varying(\(\d+\))?)$/;
+ *  collation): for those, KeySet can tell that no key repeats. Not varchar(n): its input
+ *  silently cuts trailing spaces past n, so 'ab ' and 'ab  ' would be one key there. */
+const TEXT_KEY = /^(text|varchar|character varying)$/;
 
 /** Rows → COPY text format: tab-separated, `\N` for NULL, backslash escapes for backslash,
  *  newline, carriage return and tab (so no value can end a row, split a column or forge
