@@ -1,11 +1,13 @@
 // `npm run api|worker|migrate`: one Node process, no wrapper. It runs the built bundle
 // (dist/<name>.mjs, from `npm run build`) when that is newer than every source file. Else it
-// compiles the TypeScript source of that one entry with esbuild (buildSync: a short-lived
-// child, about half a second) into .run/<name>.mjs, reused while no source is newer, and runs
-// that: no loader thread stays resident, so a worker started from a checkout is as small as
-// the image's (tsx's loader hooks run on a thread of their own, ~25 MB). Without esbuild (a
-// production-only install) it falls back to tsx's loader. Plain JS on purpose: nothing has to
-// be compiled to start it.
+// compiles the TypeScript source of that one entry with esbuild into .run/<name>.mjs, reused
+// while no source is newer, and runs that: no loader thread stays resident, so a worker
+// started from a checkout is as small as the image's (tsx's loader hooks run on a thread of
+// their own, ~25 MB). The compile runs in a short-lived Node child (this script with
+// --compile, about half a second), so the long-running process never loads esbuild or holds
+// its output (+13 MB idle when it did). Without esbuild (a production-only install) it falls
+// back to tsx's loader. Plain JS on purpose: nothing has to be compiled to start it.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,6 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const entries = { api: 'server/main.ts', worker: 'worker/main.ts', migrate: 'scripts/migrate.ts' };
 const name = process.argv[2];
+const NO_ESBUILD = 3; // the --compile child's exit code when esbuild is not installed
 if (!Object.hasOwn(entries, name)) {
   process.stderr.write(`usage: node scripts/run.mjs ${Object.keys(entries).join('|')}\n`);
   process.exit(2);
@@ -32,14 +35,23 @@ const fresh = (file, newest) => existsSync(file) && statSync(file).mtimeMs >= ne
 /** The entry compiled to .run/<name>.mjs (one level below the root, as dist/ is, so the
  *  `import.meta.url`-relative paths resolve the same). npm packages stay external and load
  *  from node_modules; dynamic imports of them stay lazy. */
-async function compiled(newest) {
+function compiled(newest) {
   const out = path.join(root, '.run', `${name}.mjs`);
   if (fresh(out, newest)) return out;
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), name, '--compile'], { stdio: 'inherit' });
+  if (child.status === NO_ESBUILD) return undefined;
+  if (child.status !== 0) process.exit(child.status ?? 1);
+  return out;
+}
+
+/** The --compile child: writes .run/<name>.mjs and its map, then exits. */
+async function compile() {
+  const out = path.join(root, '.run', `${name}.mjs`);
   let esbuild;
   try {
     esbuild = await import('esbuild');
   } catch {
-    return undefined;
+    process.exit(NO_ESBUILD);
   }
   const r = esbuild.buildSync({
     entryPoints: [path.join(root, entries[name])], absWorkingDir: root, outfile: out, write: false,
@@ -60,7 +72,11 @@ async function compiled(newest) {
     writeFileSync(tmp, f.contents);
     renameSync(tmp, f.path);
   }
-  return out;
+}
+
+if (process.argv[3] === '--compile') {
+  await compile();
+  process.exit(0);
 }
 
 // ETL_RUN_FROM=source|bundle forces one (benchmarks measure both).
@@ -70,7 +86,7 @@ const newest = from === 'bundle' ? 0 : newestSource(root);
 if (from === 'bundle' || (from !== 'source' && fresh(bundle, newest))) {
   await import(pathToFileURL(bundle).href);
 } else {
-  const file = await compiled(newest);
+  const file = compiled(newest);
   if (file) {
     await import(pathToFileURL(file).href);
   } else {

@@ -8,7 +8,7 @@ import { freePort } from './services';
 
 /**
  * scripts/run.mjs, behind `npm run api|worker|migrate`: from a checkout it compiles the one
- * entry with esbuild into .run/<name>.mjs and runs that in the same process (no tsx loader
+ * entry with esbuild (in a short-lived child) into .run/<name>.mjs and runs that in its own process (no tsx loader
  * thread), reusing the output while no source is newer.
  */
 const root = path.resolve(import.meta.dirname, '..');
