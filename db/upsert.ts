@@ -131,6 +131,7 @@ function mergeStatements(t: LoadTarget, src: string, mirror: boolean) {
   const differs = `(${data.map((c) => `t.${c}`).join(', ')}) is distinct from (${data.map((c) => `s.${c}`).join(', ')})`;
   const on = keys.map((k) => `t.${k} = s.${k}`).join(' and ');
   const table = q(t.table.name);
+  const byBytes = keys.map((k) => `${k} collate "C"`).join(', ');
   return {
     lock: `lock table ${table} in share row exclusive mode`,
     // etl_ctid: where the table's row is (null for a new key). Valid until the commit: the
@@ -146,8 +147,10 @@ function mergeStatements(t: LoadTarget, src: string, mirror: boolean) {
       select ${[...cols, ...managedVals].join(', ')} from ${CHANGED} where ${CTID} is null`,
     delete: mirror ? `delete from ${table} where ctid = any(array(select ${CTID} from ${CHANGED} where ${keys[0]} is null))` : null,
     distinct: `create temp table ${SRC} on commit drop as
-      select distinct on (${keys.map((k) => `${k} collate "C"`).join(', ')}) ${cols.join(', ')} from ${STAGE}
-      order by ${keys.map((k) => `${k} collate "C"`).join(', ')}, ${ORD} desc`,
+      select distinct on (${byBytes}) ${cols.join(', ')} from ${STAGE} order by ${byBytes}, ${ORD} desc`,
+    // Without statistics the planner guesses 200 distinct keys and joins by a million
+    // index lookups; with them, a hash join.
+    analyze: `analyze ${src}`,
   };
 }
 
@@ -222,9 +225,7 @@ export async function copyAndMerge(pool: pg.Pool, a: {
         return (await client.query(text, values)).rowCount ?? 0;
       };
       const distinct = unique ? staged : await run(sql.distinct);
-      // Without statistics the planner guesses 200 distinct keys and joins by a million
-      // index lookups; with them, a hash join.
-      await run(`analyze ${unique ? STAGE : SRC}`);
+      await run(sql.analyze);
       await run(sql.lock);
       await run(sql.changed);
       await run(`analyze ${CHANGED}`);
