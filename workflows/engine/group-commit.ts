@@ -31,6 +31,13 @@ interface Item {
   reject: (err: unknown) => void;
 }
 
+/** The client's socket, to cork while a group is queued on it (node-postgres keeps it on
+ *  `connection.stream`; without it the group simply goes out in several writes). */
+function socketOf(client: pg.PoolClient): { cork(): void; uncork(): void } | undefined {
+  const stream = (client as unknown as { connection?: { stream?: { cork?: unknown; uncork?: unknown } } }).connection?.stream;
+  return typeof stream?.cork === 'function' && typeof stream.uncork === 'function' ? (stream as { cork(): void; uncork(): void }) : undefined;
+}
+
 export function createGroupCommit(a: { db: Database; log: Logger; maxInFlight?: number; maxGroup?: number }): GroupCommit {
   const { db, log } = a;
   const maxInFlight = a.maxInFlight ?? 2;
@@ -76,10 +83,18 @@ export function createGroupCommit(a: { db: Database; log: Logger; maxInFlight?: 
       return;
     }
     try {
-      // All queued on the client before the first answer: one transaction, one round trip.
-      const begin = client.query('begin');
-      const results = group.map((it) => it.statement(client));
-      const commit = client.query('commit');
+      // All queued on the client before the first answer: one transaction, one round trip,
+      // and one socket write (the corked stream sends the group's messages together).
+      const stream = socketOf(client);
+      stream?.cork();
+      let begin: Promise<unknown>, results: Promise<unknown>[], commit: Promise<pg.QueryResult>;
+      try {
+        begin = client.query('begin');
+        results = group.map((it) => it.statement(client));
+        commit = client.query('commit');
+      } finally {
+        stream?.uncork();
+      }
       const settled = await Promise.allSettled([begin, ...results, commit]);
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       // A statement that failed aborts the transaction: its COMMIT answers ROLLBACK.
