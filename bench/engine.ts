@@ -10,6 +10,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { eventsChannel, eventsOf } from '../workflows/engine/events';
 import { benchWorkflow } from './engine-workflow';
+import { addCpu, coreCount, cpuSnapshot, servers, type Classify, type CpuGroups } from './cpu';
 import { dropDatabase, now, percentile, pool, type BenchRow } from './util';
 
 /**
@@ -53,7 +54,7 @@ function runOnce(sys: System): Promise<number> {
   });
 }
 
-async function measure(engine: System, raw: System) {
+async function measure(engine: System, raw: System, classify: Classify) {
   for (let i = 0; i < 50; i++) {
     await runOnce(engine);
     await runOnce(raw);
@@ -64,22 +65,30 @@ async function measure(engine: System, raw: System) {
     lat.raw.push(await runOnce(raw));
   }
   const secs = { engine: 0, raw: 0 };
+  // CPU by process while each system runs its chunks: what a run costs, and where.
+  const cpu: Record<'engine' | 'raw', CpuGroups> = { engine: {}, raw: {} };
   const chunk = Math.max(1, Math.floor(THROUGHPUT_RUNS / 5));
   let total = 0;
   for (; total < THROUGHPUT_RUNS; total += chunk) {
     for (const [name, sys] of [['engine', engine], ['raw', raw]] as const) {
+      const before = cpuSnapshot(classify);
       const t0 = now();
       await pool(chunk, IN_FLIGHT, async () => {
         await runOnce(sys);
       });
       secs[name] += (now() - t0) / 1000;
+      addCpu(cpu[name], before, cpuSnapshot(classify));
     }
   }
-  const fig = (name: 'engine' | 'raw') => ({ p50: percentile(lat[name], 50), p99: percentile(lat[name], 99), rps: total / secs[name] });
+  const fig = (name: 'engine' | 'raw') => ({
+    p50: percentile(lat[name], 50), p99: percentile(lat[name], 99), rps: total / secs[name],
+    // CPU milliseconds per run, by process
+    cpuMs: Object.fromEntries(Object.entries(cpu[name]).map(([g, s]) => [g, (s * 1000) / total])),
+  });
   return { eng: fig('engine'), raw: fig('raw') };
 }
 
-async function spawnWorker(env: Record<string, string>) {
+async function spawnWorker(env: Record<string, string>): Promise<{ pid: number; stop: () => Promise<void> }> {
   const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'engine-worker.ts');
   const extra = env.MODE === 'engine' ? (process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []) : [];
   const child = spawn(process.execPath, [...extra, '--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -87,10 +96,13 @@ async function spawnWorker(env: Record<string, string>) {
     child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
   });
-  return async () => {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+  return {
+    pid: child.pid!,
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
   };
 }
 
@@ -118,8 +130,11 @@ export async function benchEngine(): Promise<BenchRow[]> {
   });
   // As many worker processes per system as production runs replicas (compose: 2).
   const replicas = Array.from({ length: WORKERS });
-  const stopEngine = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'engine', REDIS_URL: REDIS, DATABASE_URL: url, QUEUE: queueName })));
-  const stopRaw = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'raw', REDIS_URL: REDIS, QUEUE: rawQueue, DONE_CHANNEL: rawChannel })));
+  const engineWorkers = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'engine', REDIS_URL: REDIS, DATABASE_URL: url, QUEUE: queueName })));
+  const rawWorkers = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'raw', REDIS_URL: REDIS, QUEUE: rawQueue, DONE_CHANNEL: rawChannel })));
+  const workerPids = new Map([...engineWorkers.map((w) => [w.pid, 'engine worker'] as const), ...rawWorkers.map((w) => [w.pid, 'raw worker'] as const)]);
+  const known = servers();
+  const classify: Classify = (pid, cmd) => workerPids.get(pid) ?? (known(pid, cmd) === 'bench process' ? 'bench process (triggers)' : known(pid, cmd));
 
   let n = 0;
   const keep = { removeOnComplete: { age: 3600, count: 2000 } };
@@ -135,9 +150,10 @@ export async function benchEngine(): Promise<BenchRow[]> {
   const { eng, raw } = await measure(
     { start: async () => (await engine.trigger('bench')).runId, done: engineDone },
     { start: rawStart, done: rawDone },
+    classify,
   );
 
-  await Promise.all([...stopEngine, ...stopRaw].map((stop) => stop()));
+  await Promise.all([...engineWorkers, ...rawWorkers].map((w) => w.stop()));
   await engine.queue.obliterate({ force: true });
   await new Queue(rawQueue, { connection: redis }).obliterate({ force: true });
   await Promise.all([engine.close(), flows.close()]);
@@ -156,5 +172,20 @@ export async function benchEngine(): Promise<BenchRow[]> {
     { bench: b, metric: 'raw BullMQ throughput', value: raw.rps, unit: 'runs/s' },
     { bench: b, metric: 'p50 ratio engine/raw', value: eng.p50 / raw.p50, unit: '×', note: 'target ≤ 2 (#14)' },
     { bench: b, metric: 'throughput ratio engine/raw', value: eng.rps / raw.rps, unit: '×', note: 'target ≥ 0.4 (#14)' },
+    ...cpuRows(b, eng.cpuMs, raw.cpuMs),
+  ];
+}
+
+/** Where a run's CPU goes, engine beside raw; with every process on the same cores, the
+ *  throughput ratio cannot pass the inverse ratio of CPU per run. */
+function cpuRows(b: string, eng: CpuGroups, raw: CpuGroups): BenchRow[] {
+  const sum = (g: CpuGroups) => Object.values(g).reduce((a, x) => a + x, 0);
+  if (sum(eng) === 0 || sum(raw) === 0) return [{ bench: b, metric: 'CPU per run', value: NaN, unit: 'ms', note: 'no /proc here' }];
+  const parts = (g: CpuGroups) => Object.entries(g).filter(([, v]) => v >= 0.005).sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+  return [
+    { bench: b, metric: 'CPU per run (throughput pass), engine, all processes', value: sum(eng), unit: 'ms', note: parts(eng) },
+    { bench: b, metric: 'CPU per run (throughput pass), raw BullMQ, all processes', value: sum(raw), unit: 'ms', note: parts(raw) },
+    { bench: b, metric: 'CPU per run, raw / engine: the throughput ratio CPU allows', value: sum(raw) / sum(eng), unit: '×', note: `${coreCount()} cores shared by all of them` },
   ];
 }

@@ -14,6 +14,7 @@ import { createRegistry } from '../workflows/engine/define';
 import { createEngine } from '../workflows/engine/engine';
 import { ensureClickHouse } from '../test/fakes/clickhouse';
 import { asyncOf } from '../test/helpers';
+import { addCpu, coreCount, cpuSnapshot, servers, type CpuGroups } from './cpu';
 import { benchConfig, benchQueryWorkflow, benchQuietWorkflow, benchSequentialWorkflow, benchSql } from './pipeline-workflow';
 import { dropDatabase, now, percentile, type BenchRow } from './util';
 
@@ -146,6 +147,7 @@ async function spawnWorker(env: Record<string, string>) {
     child.once('exit', (code) => reject(new Error(`bench worker exited ${code}`)));
   });
   return {
+    pid: child.pid!,
     peakRssMb: () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024,
     async stop() {
       const exited = new Promise((r) => child.once('exit', r));
@@ -180,6 +182,8 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   // End to end, one fresh worker process per run (so each peak RSS is that run's).
   const runPipeline = async (id: string, n: number) => {
     const w = await spawnWorker({ DATABASE_URL: url, REDIS_URL: REDIS, QUEUE: queueName, CLICKHOUSE_URL: chUrl });
+    const classify = servers({ worker: w.pid });
+    const cpuBefore = cpuSnapshot(classify);
     try {
       const { runId } = await engine.trigger(id);
       let row;
@@ -190,7 +194,9 @@ export async function benchPipeline(): Promise<BenchRow[]> {
       }
       if (row.status !== 'succeeded') throw new Error(`bench run ${id} ${row.status}: ${row.error}`);
       if (process.env.BENCH_VERBOSE) console.error((await db.pool.query("select key, extract(epoch from started_at - (select created_at from etl_runs where id = $1)) as start, extract(epoch from finished_at - started_at) as secs, rows_out from etl_run_steps where run_id = $1 order by position", [runId])).rows);
-      return { rps: n / Number(row.secs), rss: w.peakRssMb() };
+      const cpu: CpuGroups = {};
+      addCpu(cpu, cpuBefore, cpuSnapshot(classify));
+      return { rps: n / Number(row.secs), rss: w.peakRssMb(), cpu };
     } finally {
       await w.stop();
       await redis.unlink(`cache:bench:${process.pid}:${id}`, `cache:bench:${process.pid}:${id}:meta`);
@@ -211,9 +217,16 @@ export async function benchPipeline(): Promise<BenchRow[]> {
   // and without it (bench-query-quiet), alternating, the order swapped every round.
   // And what overlapping the steps gains: the same steps one after another (p1ms).
   const ab = { on: [] as number[], off: [] as number[], seq: [] as number[] };
+  // CPU by process of an overlapped run with nothing else going on (the first run shares
+  // the machine with the PING probe): the last A/B one, or the first run without A/B.
+  let cpu = e2e.cpu;
   for (let i = 0; i < AB_RUNS; i++) {
     const order = i % 2 ? ['p1ms', 'p1mq', 'p1m'] : ['p1m', 'p1mq', 'p1ms'];
-    for (const id of order) (id === 'p1m' ? ab.on : id === 'p1mq' ? ab.off : ab.seq).push((await runPipeline(id, N)).rps);
+    for (const id of order) {
+      const r = await runPipeline(id, N);
+      (id === 'p1m' ? ab.on : id === 'p1mq' ? ab.off : ab.seq).push(r.rps);
+      if (id === 'p1m') cpu = r.cpu;
+    }
   }
   const small = await runPipeline('p200k', RSS_SMALL);
   const large = await runPipeline('p2m', RSS_LARGE);
@@ -245,6 +258,7 @@ export async function benchPipeline(): Promise<BenchRow[]> {
     { bench: b, metric: 'stage alone: read ClickHouse', value: sourceRps, unit: 'rows/s' },
     { bench: b, metric: 'stage alone: pipelined HSET to Redis', value: redisRps, unit: 'rows/s' },
     { bench: b, metric: 'ratio end to end / slowest stage', value: endToEnd / slowest, unit: '×', note: 'target ≥ 0.8 (#14)' },
+    ...pipelineCpuRows(b, cpu, N),
     { bench: b, metric: 'Redis PING from another client at idle: p99.9', value: idle.p999, unit: 'ms', note: `max ${idle.max.toFixed(2)} ms, ${idle.n} pings` },
     { bench: b, metric: 'Redis PING from another client during the 1M-row write + swap: p99.9', value: busy.p999, unit: 'ms', note: `max ${busy.max.toFixed(2)} ms, ${busy.n} pings` },
     { bench: b, metric: 'Redis PING max: during the write / at idle', value: busy.max, unit: 'ms', note: `idle max ${idle.max.toFixed(2)} ms` },
@@ -255,6 +269,21 @@ export async function benchPipeline(): Promise<BenchRow[]> {
     { bench: b, metric: `worker peak RSS, ${RSS_LARGE.toLocaleString('en')} rows`, value: large.rss, unit: 'MB', note: 'target ≤ 1.2× the small run' },
     { bench: b, metric: 'worker peak RSS ratio large/small', value: large.rss / small.rss, unit: '×' },
     { bench: b, metric: `worker peak RSS, ${N.toLocaleString('en')} rows`, value: e2e.rss, unit: 'MB' },
+  ];
+}
+
+/** CPU seconds an overlapped 1M-row run cost each process (the bench process only polls
+ *  the run's status). All of them share the machine's cores, so the run cannot go faster
+ *  than their sum over the cores, nor faster than its busiest process alone. */
+function pipelineCpuRows(b: string, cpu: CpuGroups, n: number): BenchRow[] {
+  const total = Object.values(cpu).reduce((a, x) => a + x, 0);
+  if (total === 0) return [{ bench: b, metric: 'CPU by process, one overlapped run', value: NaN, unit: 's', note: 'no /proc here' }];
+  const parts = Object.entries(cpu).filter(([, v]) => v >= 0.01).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+  const busiest = Math.max(...Object.values(cpu));
+  const bound = n / Math.max(total / coreCount(), busiest);
+  return [
+    { bench: b, metric: 'CPU by process, one overlapped run (seconds)', value: total, unit: 's', note: parts },
+    { bench: b, metric: `rows/s the CPU allows: rows / max(CPU sum / ${coreCount()} cores, busiest process)`, value: bound, unit: 'rows/s', note: 'target ≥ 300,000 (#14)' },
   ];
 }
 
