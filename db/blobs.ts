@@ -58,7 +58,7 @@ export async function insertBlobFenced(q: Q, a: {
 /**
  * A chunk as its UTF-8 bytes. Through `COPY … TO STDOUT (FORMAT binary)`, which hands
  * over the value's bytes as they are: node-postgres decodes every result field into a
- * string (even in binary result mode), and decoding 2 MB chunks into strings and encoding
+ * string (even in binary result mode), and decoding megabyte chunks into strings and encoding
  * them back cost the transform and the write about a fifth of their time.
  */
 export async function readBlobBytes(pool: pg.Pool, runId: string, name: string, seq: number): Promise<Buffer | null> {

@@ -60,7 +60,8 @@ export async function* clickHouseLines(client: ClickHouseClient, sql: string, op
 export async function* clickHouseChunks(client: ClickHouseClient, sql: string, opts: {
   chunkBytes?: number; signal?: AbortSignal;
 }): AsyncGenerator<{ data: Buffer; rows: number }> {
-  const chunkBytes = opts.chunkBytes ?? 2 * 1024 * 1024;
+  // Staging's chunk size (steps/staging.ts STAGING_CHUNK_BYTES: why 1 MB).
+  const chunkBytes = opts.chunkBytes ?? 1024 * 1024;
   const query = `${sql.trim().replace(/;+\s*$/, '')}\nFORMAT JSONEachRow`;
   const { stream } = await client.exec({ query, abort_signal: opts.signal });
   let parts: Buffer[] = [];
