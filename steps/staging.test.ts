@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBlobBytes } from '../db/blobs';
 import { freshDatabase } from '../test/helpers';
+import { STAGING_CHUNK_BYTES } from './chunk-size';
 import { openStaging, readStaged, readStagedBytes, readStagedLines } from './staging';
 
 let db: Awaited<ReturnType<typeof freshDatabase>>;
@@ -40,6 +41,31 @@ describe('staging', () => {
     const parsed: unknown[] = [];
     for await (const b of readStaged(db, ref)) parsed.push(...b);
     expect(parsed).toEqual(rows);
+  });
+
+  it('keeps byte pieces from a source in chunks of at most the chunk size, each piece whole', async () => {
+    // NDJSON pieces of `size` bytes: `{"s":"xxx…"}` lines of 100 bytes each.
+    const piece = (size: number, tag: string) => {
+      const line = (i: number) => `${JSON.stringify({ s: `${tag}${i}`.padEnd(91, 'x') })}\n`;
+      expect(line(0).length).toBe(100);
+      return { data: Buffer.from(Array.from({ length: size / 100 }, (_, i) => line(i)).join('')), rows: size / 100 };
+    };
+    const under = STAGING_CHUNK_BYTES - (STAGING_CHUNK_BYTES % 100) - 100; // just under a chunk, as ClickHouse cuts
+    const quarter = Math.floor(STAGING_CHUNK_BYTES / 400) * 100 + 100; // a little over a quarter
+    const pieces = [piece(under, 'a'), piece(under, 'b'), ...Array.from({ length: 6 }, (_, i) => piece(quarter, `q${i}`)), piece(under, 'c')];
+    const w = await openStaging(db, runId, 'pieces');
+    for (const p of pieces) await w.writeBytes(p.data, p.rows);
+    const ref = await w.close();
+    const { rows: sizes } = await db.pool.query<{ seq: number; bytes: number; rows: number }>(
+      `select seq, octet_length(data) as bytes, rows from etl_blobs where run_id = $1 and name = 'pieces' order by seq`, [runId]);
+    // Two pieces just under the size never share a chunk (that made chunks of twice the
+    // size); a little over a quarter goes three to a chunk.
+    expect(sizes.map((c) => c.bytes)).toEqual([under, under, 3 * quarter, 3 * quarter, under]);
+    expect(sizes.every((c) => c.bytes <= STAGING_CHUNK_BYTES)).toBe(true);
+    expect(ref).toMatchObject({ chunks: 5, rows: pieces.reduce((a, p) => a + p.rows, 0) });
+    const bytes: Buffer[] = [];
+    for await (const c of readStagedBytes(db, ref)) bytes.push(c);
+    expect(Buffer.concat(bytes).equals(Buffer.concat(pieces.map((p) => p.data)))).toBe(true);
   });
 
   it('reads a missing chunk as null, and says the staged data is gone', async () => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Database } from '../db/client';
 import * as blobs from '../db/blobs';
+import { STAGING_CHUNK_BYTES } from './chunk-size';
 import { rememberChunk } from './chunk-cache';
 
 /**
@@ -77,9 +78,12 @@ export class StagingWriter {
     if (this.bytes >= this.chunkBytes) await this.flush();
   }
 
-  /** Appends whole NDJSON lines as bytes (`rows` of them, each ending in a newline). */
+  /** Appends whole NDJSON lines as bytes (`rows` of them, each ending in a newline). Bytes
+   *  that would take the pending ones past a chunk go into the next chunk: a source that
+   *  cuts just under the size (ClickHouse cuts at the last line end) must not make chunks
+   *  of twice the size. */
   async writeBytes(data: Buffer, rows: number): Promise<void> {
-    if (this.buf.length) await this.flush();
+    if (this.buf.length || (this.parts.length && this.partBytes + data.length > this.chunkBytes)) await this.flush();
     this.parts.push(data);
     this.partBytes += data.length;
     this.partRows += rows;
@@ -129,18 +133,6 @@ export class StagingWriter {
     return { kind: 'staged', runId: this.runId, name: this.name, chunks: this.seq, rows: this.total, ...(format === 'keyed' ? { format } : {}) };
   }
 }
-
-/**
- * The size a staged chunk is cut at. 1 MB, measured on 2026-12-02 beside 2 MB:
- * - the same throughput on the 1M-row pipeline bench (within its noise);
- * - about 30 MB less worker peak RSS (169–177 vs 200–201 MB at 1M rows);
- * - less Postgres CPU. Alone, on 64 MB of bench rows with two in flight (as staging
- *   does), chunks of 2 MB and over cost a Postgres backend 0.9–1.2 s to insert and as
- *   much to read back, against 0.2–0.3 s and 0.1 s at 1 MB (512 KB: the same as 1 MB;
- *   64 KB: costlier again per byte).
- * The ClickHouse source cuts its raw chunks at the same size (sources/clickhouse.ts).
- */
-export const STAGING_CHUNK_BYTES = 1024 * 1024;
 
 export async function openStaging(db: Database, runId: string, name: string, o: { streamed?: boolean } = {}): Promise<StagingWriter> {
   await blobs.deleteBlobs(db.pool, runId, name);

@@ -1,5 +1,6 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { isUtf8 } from 'node:buffer';
+import { STAGING_CHUNK_BYTES } from '../chunk-size';
 import type { Credential } from '../credentials';
 
 /** ClickHouse as a source: JSONEachRow streamed and regrouped into batches. */
@@ -60,8 +61,7 @@ export async function* clickHouseLines(client: ClickHouseClient, sql: string, op
 export async function* clickHouseChunks(client: ClickHouseClient, sql: string, opts: {
   chunkBytes?: number; signal?: AbortSignal;
 }): AsyncGenerator<{ data: Buffer; rows: number }> {
-  // Staging's chunk size (steps/staging.ts STAGING_CHUNK_BYTES: why 1 MB).
-  const chunkBytes = opts.chunkBytes ?? 1024 * 1024;
+  const chunkBytes = opts.chunkBytes ?? STAGING_CHUNK_BYTES;
   const query = `${sql.trim().replace(/;+\s*$/, '')}\nFORMAT JSONEachRow`;
   const { stream } = await client.exec({ query, abort_signal: opts.signal });
   let parts: Buffer[] = [];
