@@ -2,19 +2,25 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
 /**
- * CPU time by process, read from Linux's /proc: what a benchmark's work costs each process
- * it touches (its workers, Postgres, Redis, ClickHouse, the bench itself). On a machine
- * where they all share the cores, the sum bounds the rate: `cores / CPU per unit of work`.
- * Elsewhere (no /proc) every figure is NaN and the rows say so.
+ * CPU time by process, read from Linux's /proc: what a benchmark's work costs the
+ * processes it touches (its workers, Postgres, Redis, ClickHouse, the bench itself). On a
+ * machine where they all share the cores, `cores / CPU per unit of work` estimates the
+ * best rate that CPU allows. Only the classified processes count (not the kernel's own
+ * threads, nor anything else on the machine). Elsewhere (no /proc) every figure is NaN.
  */
 const TICKS_PER_S = 100; // USER_HZ: 100 on every Linux Node.js runs on
 
 export type CpuGroups = Record<string, number>;
-/** CPU seconds so far of each classified process, by pid. */
-export type CpuSnapshot = Map<number, { group: string; secs: number }>;
+/** CPU seconds so far of each classified process, by pid (with its start time, so a
+ *  reused pid is not taken for the same process). */
+export type CpuSnapshot = Map<number, { group: string; secs: number; start: string }>;
 
 /** Names what a process is: a group name, or undefined to leave it out. */
 export type Classify = (pid: number, cmdline: string) => string | undefined;
+
+// Postgres's postmaster (`…/bin/postgres -D …`): it reaps the backends, so the CPU of
+// one that ended (a closed connection, an autovacuum worker) is in its children's time.
+const isPostmaster = (cmd: string) => /(^|\/)postgres\s/.test(cmd) && !cmd.startsWith('postgres:');
 
 /** The shared servers by their command lines; `pids` names further processes by pid. */
 export function servers(pids: Record<string, number | undefined> = {}): Classify {
@@ -22,7 +28,7 @@ export function servers(pids: Record<string, number | undefined> = {}): Classify
   return (pid, cmd) => {
     if (byPid.has(pid)) return byPid.get(pid);
     if (pid === process.pid) return 'bench process';
-    if (cmd.startsWith('postgres')) return 'Postgres';
+    if (cmd.startsWith('postgres:') || isPostmaster(cmd)) return 'Postgres';
     if (cmd.includes('redis-server')) return 'Redis';
     if (cmd.includes('clickhouse')) return 'ClickHouse';
     return undefined;
@@ -45,10 +51,12 @@ export function cpuSnapshot(classify: Classify): CpuSnapshot | null {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ');
       const group = classify(pid, cmd);
       if (!group) continue;
-      // Fields after the command name, which may itself hold spaces and parentheses.
+      // The fields after the command name (which may itself hold spaces and parentheses),
+      // from field 3 on: utime 14, stime 15, cutime 16, cstime 17, starttime 22.
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(pid, { group, secs: (Number(f[11]) + Number(f[12])) / TICKS_PER_S });
+      const ticks = Number(f[11]) + Number(f[12]) + (isPostmaster(cmd) ? Number(f[13]) + Number(f[14]) : 0);
+      out.set(pid, { group, secs: ticks / TICKS_PER_S, start: f[19] });
     } catch {
       // the process ended between the listing and the read
     }
@@ -57,12 +65,29 @@ export function cpuSnapshot(classify: Classify): CpuSnapshot | null {
 }
 
 /** Adds what each group used between two snapshots into `into`. A process that started in
- *  between counts whole; one that ended in between is missed (its last CPU is gone with it). */
+ *  between counts whole; one that ended in between is missed, unless the postmaster
+ *  reaped it (then all of its CPU counts, which for a short-lived backend is the same). */
 export function addCpu(into: CpuGroups, before: CpuSnapshot | null, after: CpuSnapshot | null): void {
   if (!before || !after) return;
   for (const [pid, a] of after) {
     const b = before.get(pid);
-    into[a.group] = (into[a.group] ?? 0) + Math.max(0, a.secs - (b?.group === a.group ? b.secs : 0));
+    const same = b !== undefined && b.group === a.group && b.start === a.start;
+    into[a.group] = (into[a.group] ?? 0) + Math.max(0, a.secs - (same ? b.secs : 0));
+  }
+}
+
+/** Waits (up to `maxMs`) until the counted processes together use under a tenth of a core,
+ *  so work left over from before (Redis freeing an unlinked hash in the background, an
+ *  autovacuum) does not land in the next measurement. */
+export async function settle(classify: Classify, maxMs = 5_000): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  while (Date.now() < deadline) {
+    const before = cpuSnapshot(classify);
+    if (!before) return;
+    await new Promise((r) => setTimeout(r, 250));
+    const used: CpuGroups = {};
+    addCpu(used, before, cpuSnapshot(classify));
+    if (Object.values(used).reduce((a, x) => a + x, 0) < 0.025) return;
   }
 }
 
