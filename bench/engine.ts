@@ -134,7 +134,10 @@ export async function benchEngine(): Promise<BenchRow[]> {
   const rawWorkers = await Promise.all(replicas.map(() => spawnWorker({ MODE: 'raw', REDIS_URL: REDIS, QUEUE: rawQueue, DONE_CHANNEL: rawChannel })));
   const workerPids = new Map([...engineWorkers.map((w) => [w.pid, 'engine worker'] as const), ...rawWorkers.map((w) => [w.pid, 'raw worker'] as const)]);
   const known = servers();
-  const classify: Classify = (pid, cmd) => workerPids.get(pid) ?? (known(pid, cmd) === 'bench process' ? 'bench process (triggers)' : known(pid, cmd));
+  const classify: Classify = (pid, cmd) => {
+    const group = workerPids.get(pid) ?? known(pid, cmd);
+    return group === 'bench process' ? 'bench process (triggers)' : group;
+  };
 
   let n = 0;
   const keep = { removeOnComplete: { age: 3600, count: 2000 } };

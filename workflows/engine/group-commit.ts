@@ -20,7 +20,9 @@ type Q = Pick<pg.Pool, 'query'>;
  */
 export interface GroupCommit {
   /** Runs `statement` (one query on the `q` it is given) in the next group; retried alone
-   *  through a Postgres outage like any state write (`withDbRetry`). */
+   *  through a Postgres outage like any state write (`withDbRetry`). The statement must
+   *  call `q.query` before its first `await`: a group is queued in one synchronous pass
+   *  (BEGIN, the statements, COMMIT), so a query sent later would land after the COMMIT. */
   run<T>(statement: (q: Q) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
