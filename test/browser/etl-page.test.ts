@@ -389,6 +389,11 @@ suite(hasChromium ? '/etl operator views in a real browser' : `/etl operator vie
          ('hist', now() - interval '3 hours', 'fired', $1, null, 412),
          ('hist', now() - interval '2 hours', 'skipped_overlap', null, 'the previous run was still active', null),
          ('hist', now() - interval '1 hour', 'missed', null, 'missed while no scheduler ran (catch-up policy: none)', null)`, [failed]);
+    // The failed run quick, the others slow: its bar is the 2 px minimum, the case a click
+    // on the bar alone could miss.
+    await env.t.h.db.pool.query(
+      `update etl_runs set started_at = created_at, finished_at = created_at + case when id = $1 then interval '10 ms' else interval '10 minutes' end
+       where pipeline_id = 'hist'`, [failed]);
     await go(page, '#/pipelines/hist');
     const chart = page.getByTestId('run-history');
     await chart.waitFor();
@@ -402,7 +407,13 @@ suite(hasChromium ? '/etl operator views in a real browser' : `/etl operator vie
     expect(await ticks.evaluateAll((rows) => rows.map((r) => r.getAttribute('data-outcome')))).toEqual(['missed', 'skipped_overlap', 'fired']);
     expect(await page.getByTestId('tick-log').textContent()).toContain('the previous run was still active');
     await page.screenshot({ path: '/tmp/etl-history.png', fullPage: true });
-    await chart.locator(`[data-testid="history-bar-${failed}"]`).click();
+    // Clicked at the top of its column, far above its 2 px bar and the ✕ over it (as high as
+    // a full-height bar of a slow run reaches): the whole column is the link.
+    const link = chart.locator(`[data-testid="history-bar-${failed}"]`);
+    const linkBox = (await link.boundingBox())!;
+    const tallest = Math.min(...(await chart.locator('.history-bar[data-status="succeeded"] rect:not(.hit)').evaluateAll(
+      (rects) => rects.map((r) => r.getBoundingClientRect().top))));
+    await link.click({ position: { x: linkBox.width / 2, y: tallest + 2 - linkBox.y }, timeout: 5_000 });
     await page.waitForFunction((id) => location.hash === `#/runs/${id}`, failed, { timeout: UI_MS });
     await waitStatus(page, 'run-status', 'failed', UI_MS);
   }, TEST_MS);

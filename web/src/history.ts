@@ -48,16 +48,19 @@ export function historyChart(runsNewestFirst: Run[]): HTMLElement {
     const bh = Math.max(2, (dur[i]! / maxDur) * ih);
     const title = `${shortId(r.id)} · ${r.status} · ${fmtTime(r.startedAt ?? r.createdAt)} · ${fmtDuration(dur[i]!)} · ${rows[i] === null ? 'no rows' : `${fmtCount(rows[i])} rows`}`;
     const bar = svg('rect', { x: x(i), y: PAD.t + ih - bh, width: bw, height: bh, rx: 1.5, fill: TONE[r.status] ?? 'var(--grey)' });
+    // The whole column is the link, not only the bar: a quick run's bar is 2 px tall.
+    const hit = svg('rect', { x: x(i), y: PAD.t, width: bw, height: ih, fill: 'transparent', 'pointer-events': 'all', class: 'hit' });
     const link = svg('a', { href: `#/runs/${encodeURIComponent(r.id)}`, 'data-testid': `history-bar-${r.id}`, 'data-status': r.status, class: 'history-bar' },
-      svg('title', {}, title), bar);
+      svg('title', {}, title), hit, bar);
     if (r.status === 'failed') link.append(svg('text', { x: x(i) + bw / 2, y: PAD.t + ih - bh - 3, 'text-anchor': 'middle', class: 'fail-mark' }, '✕'));
     chart.append(link);
   });
   const pts = runs.map((_, i) => (rows[i] === null ? null : `${(x(i) + bw / 2).toFixed(1)},${(PAD.t + ih - (rows[i]! / maxRows) * ih).toFixed(1)}`)).filter(Boolean);
-  if (pts.length > 1) chart.append(svg('polyline', { points: pts.join(' '), class: 'rows-line', 'data-testid': 'history-rows-line' }));
+  // The rows line and its dots sit over the columns: clicks go through them to the run.
+  if (pts.length > 1) chart.append(svg('polyline', { points: pts.join(' '), class: 'rows-line', 'data-testid': 'history-rows-line', 'pointer-events': 'none' }));
   for (const p of pts) {
     const [cx, cy] = p!.split(',');
-    chart.append(svg('circle', { cx: cx!, cy: cy!, r: 2.2, class: 'rows-dot' }));
+    chart.append(svg('circle', { cx: cx!, cy: cy!, r: 2.2, class: 'rows-dot', 'pointer-events': 'none' }));
   }
   const legend = h('div', { class: 'legend small muted' },
     h('span', { class: 'key key-ok' }, 'succeeded'), h('span', { class: 'key key-failed' }, 'failed ✕'), h('span', { class: 'key key-rows' }, 'rows out'),
